@@ -1,0 +1,194 @@
+"""The contracts between the lab's parts: problems, candidates, sampling, scores, selections.
+
+Every other module speaks in these types. They are plain frozen dataclasses and typing Protocols so that a
+third-party verifier or policy needs nothing from the lab but these names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Protocol, Sequence, runtime_checkable
+
+
+class LabError(Exception):
+    """A user-facing mistake (bad config, missing file, unreachable server): printed as one line, exit code 2.
+
+    The message must name the thing that is wrong and the fix.
+    """
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One task instance."""
+
+    id: str
+    """Stable identifier, unique within a task's split (also the key that records and caches use)."""
+    prompt: str
+    """The exact text sent to the policy, rendered once by the task."""
+    reference: str
+    """The reference final answer. Read only by graders and oracle verifiers, never by strategies."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Task-specific facts such as difficulty knobs (e.g. ``{"n_ops": 3}``); copied into records."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One (possibly partial) solution produced by the policy."""
+
+    steps: tuple[str, ...]
+    """The solution split into steps (one string per step, without the delimiter). A whole-answer candidate
+    produced in one call still has its steps split by the task's delimiter."""
+    answer: str | None
+    """The extracted final answer, or None when the text has no well-formed final answer."""
+    text: str
+    """The raw completion text as the policy returned it."""
+    prompt_tokens: int
+    """Prompt tokens of the request that produced this candidate (shared by all n samples of that request)."""
+    completion_tokens: int
+    """Tokens generated for this candidate alone."""
+    finish_reason: str
+    """Why generation stopped: ``stop`` (EOS or a stop string), ``length`` (max_tokens reached), or another
+    engine-specific reason passed through unchanged."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample from the policy. Field names and meanings follow the OpenAI-compatible API that vLLM serves."""
+
+    n: int = 1
+    """Samples per prompt, drawn in one request so the prompt is processed once. At least 1."""
+    temperature: float = 1.0
+    """Softmax temperature; 0 means greedy. At least 0."""
+    top_p: float = 1.0
+    """Nucleus sampling mass, in (0, 1]."""
+    max_tokens: int = 128
+    """Most tokens generated per sample. At least 1."""
+    stop: tuple[str, ...] = ()
+    """Strings that end a sample (not included in the text). A step-wise strategy passes the step delimiter."""
+    seed: int | None = None
+    """Per-request seed; the same seed, prompt and parameters give the same samples on the same server."""
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise LabError(f"sampling n={self.n} must be at least 1")
+        if self.temperature < 0:
+            raise LabError(f"sampling temperature={self.temperature} must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise LabError(f"sampling top_p={self.top_p} must be in (0, 1]")
+        if self.max_tokens < 1:
+            raise LabError(f"sampling max_tokens={self.max_tokens} must be at least 1")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts that one generation request consumed, as the server reported them."""
+
+    prompt_tokens: int
+    """Prompt tokens processed for the request (counted once, however many samples it asked for)."""
+    cached_prompt_tokens: int
+    """Of those, tokens served from the prefix cache (0 when the server does not report it)."""
+    completion_tokens: int
+    """Tokens generated across all samples of the request."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One raw sample as the server returned it (the task turns it into a Candidate)."""
+
+    text: str
+    """The generated text, without the stop string that ended it."""
+    completion_tokens: int
+    """Tokens generated for this sample."""
+    finish_reason: str
+    """``stop`` (EOS or a stop string), ``length`` (max_tokens reached), or the engine's own reason."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one prompt of a ``Policy.generate`` call returned."""
+
+    completions: tuple[Completion, ...]
+    """The n samples, in the order the server returned them."""
+    usage: Usage
+    """Token counts for the whole request."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A verifier's verdict on the candidates of one problem."""
+
+    steps: tuple[tuple[float, ...], ...]
+    """One tuple per candidate. An outcome verifier gives one score (the whole solution); a process verifier gives
+    one score per step of that candidate. Every score is a float in [0, 1]."""
+    tokens: int = 0
+    """Tokens the verifier processed to produce these scores (0 for an exact oracle)."""
+
+    @property
+    def final(self) -> tuple[float, ...]:
+        """The score of each whole candidate: the last step's score (for outcome verifiers, their only score)."""
+        return tuple(s[-1] if s else 0.0 for s in self.steps)
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A source of problems and the one place that knows how to read and grade a solution."""
+
+    name: str
+    step_delimiter: str
+
+    def problems(self, split: str, n: int | None = None) -> list[Problem]:
+        """The problems of a split (``train`` or ``eval``), the first n when n is given."""
+
+    def split_steps(self, text: str) -> tuple[str, ...]:
+        """Split a completion into steps."""
+
+    def extract_answer(self, text: str) -> str | None:
+        """The final answer in a completion, or None when there is no well-formed one."""
+
+    def grade(self, problem: Problem, answer: str | None) -> bool:
+        """Whether an extracted answer is correct. The only grader of the lab."""
+
+    def check_steps(self, problem: Problem, steps: Sequence[str]) -> tuple[bool, ...]:
+        """For each step, whether it is right (matches the reference solution's step at that position)."""
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Something that samples continuations: a vLLM server, a pool of replicas, or a test fake."""
+
+    model_id: str
+    """Identity of the model (served name plus checkpoint hash or revision); part of every cache key."""
+    n_params: int
+    """Parameter count, for the FLOPs formula of the ledger."""
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
+        """Sample ``params.n`` continuations of every prompt; one Generation per prompt, in order.
+
+        Implementations send the prompts concurrently (the server batches them) and raise LabError when the
+        server cannot be reached after retries."""
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Scores the candidates of one problem. See ``verifiers/`` for implementations."""
+
+    kind: Literal["outcome", "process"]
+    """``process`` verifiers score every step; ``outcome`` verifiers only whole solutions."""
+    n_params: int
+    """Parameters of the model behind the verifier (0 for exact oracles), for the FLOPs formula."""
+
+    def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        """Scores for the candidates, in order. Must not mutate its inputs."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a strategy returns for one problem."""
+
+    answer: str | None
+    """The strategy's final answer (None when it abstains)."""
+    candidates: tuple[Candidate, ...]
+    """Every candidate the strategy kept (for best-of-k: the whole pool)."""
+    scores: Scores | None
+    """The verifier's scores of ``candidates``, when the strategy scored them."""
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    """Strategy-specific facts worth recording (JSON-serialisable)."""
