@@ -1,0 +1,77 @@
+"""Check command-line overrides before Hydra runs, so a typo ends in one line and exit code 2, not a traceback.
+
+Hydra's own messages for an unknown option span several lines and exit with 1; a sweep with a bad value would
+otherwise fail only when its job comes up. Every value of every sweep is composed here first.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+_MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
+_FLAGS_WITH_VALUE = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--info", "-i",
+                     "--experimental-rerun"}
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _FLAGS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+def _variants(overrides: list[str]) -> list[list[str]]:
+    """The override lists to compose: the first value of every sweep, then each sweep value in turn."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = []
+    for ov in parsed:
+        if ov.is_sweep_override():
+            choices.append([f"{ov.get_key_element()}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            choices.append([ov.input_line])
+    base = [c[0] for c in choices]
+    variants = [base]
+    for i, c in enumerate(choices):
+        for value in c[1:]:
+            variants.append(base[:i] + [value] + base[i + 1:])
+    return variants
+
+
+def explain(message: str, conf_dir: str) -> str:
+    """One line for a Hydra composition error."""
+    missing = _MISSING_OPTION.search(message)
+    if missing:
+        group, option = missing.groups()
+        folder = Path(conf_dir) / group
+        options = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+        return (f"unknown {group} '{option}': choose one of {', '.join(options) or '(none)'} "
+                f"(or add conf/{group}/{option}.yaml)")
+    first = " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+    return f"bad configuration: {first} (list the options with: python -m search.run --help)"
+
+
+def check_overrides(argv: list[str], conf_dir: str) -> None:
+    """Compose the config for every value the command line asks for; on failure print one line and exit 2."""
+    overrides = _overrides(argv)
+    if not overrides:
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        variants = _variants(overrides)
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            for variant in variants:
+                compose(config_name="config", overrides=variant, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        print(f"error: {explain(str(err), conf_dir)}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,149 @@
+"""The compute ledger: the one place where tokens, verifier calls and FLOPs are counted.
+
+Strategies never see a raw policy or verifier. The runner hands them a ``MeteredPolicy`` and a ``MeteredVerifier``
+bound to a fresh ``Ledger`` per problem, so every token a strategy spends is charged, by the same rule for every
+strategy.
+
+FLOPs follow one documented formula for policy and verifier alike: a forward pass costs about
+``2 x parameters x tokens``. Prompt tokens served from the prefix cache are recorded, but not charged as FLOPs
+(the server did not recompute them):
+
+    policy_flops   = 2 * policy_params   * (prompt_tokens - cached_prompt_tokens + completion_tokens)
+    verifier_flops = 2 * verifier_params * verifier_tokens
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Sequence
+
+from search.contracts import (Candidate, LabError, Policy, Problem, SamplingParams, Scores, Task, Usage,
+                              Verifier)
+
+
+@dataclass
+class Ledger:
+    """Everything one problem's search spent."""
+
+    policy_params: int
+    """Parameters of the policy (for FLOPs)."""
+    verifier_params: int = 0
+    """Parameters of the verifier's model (0 for exact oracles)."""
+    policy_requests: int = 0
+    """Generation requests sent (one per prompt, whatever its n)."""
+    policy_samples: int = 0
+    """Samples generated (sum of n over requests)."""
+    prompt_tokens: int = 0
+    """Prompt tokens of all requests (each request's prompt counted once)."""
+    cached_prompt_tokens: int = 0
+    """Of those, tokens the server served from its prefix cache."""
+    completion_tokens: int = 0
+    """Generated tokens."""
+    verifier_calls: int = 0
+    """Calls to the verifier (one per batch of candidates scored)."""
+    verifier_candidates: int = 0
+    """Candidates scored."""
+    verifier_tokens: int = 0
+    """Tokens the verifier processed (0 for exact oracles)."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def charge_generation(self, usage: Usage, n_samples: int) -> None:
+        with self._lock:
+            self.policy_requests += 1
+            self.policy_samples += n_samples
+            self.prompt_tokens += usage.prompt_tokens
+            self.cached_prompt_tokens += usage.cached_prompt_tokens
+            self.completion_tokens += usage.completion_tokens
+
+    def charge_verifier(self, n_candidates: int, tokens: int) -> None:
+        with self._lock:
+            self.verifier_calls += 1
+            self.verifier_candidates += n_candidates
+            self.verifier_tokens += tokens
+
+    @property
+    def policy_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def policy_flops(self) -> float:
+        return policy_flops(self.policy_params, self.prompt_tokens - self.cached_prompt_tokens,
+                            self.completion_tokens)
+
+    @property
+    def verifier_flops(self) -> float:
+        return 2.0 * self.verifier_params * self.verifier_tokens
+
+    @property
+    def flops(self) -> float:
+        """Policy plus verifier FLOPs."""
+        return self.policy_flops + self.verifier_flops
+
+    def as_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        out.update(policy_tokens=self.policy_tokens, policy_flops=self.policy_flops,
+                   verifier_flops=self.verifier_flops, flops=self.flops)
+        return out
+
+
+def policy_flops(params: int, uncached_prompt_tokens: float, completion_tokens: float) -> float:
+    """The ledger's FLOPs formula for generation: 2 x parameters x tokens computed."""
+    return 2.0 * params * (uncached_prompt_tokens + completion_tokens)
+
+
+class MeteredPolicy:
+    """A policy bound to one task and one ledger: turns raw completions into candidates and charges them."""
+
+    def __init__(self, policy: Policy, task: Task, ledger: Ledger):
+        self.policy, self.task, self.ledger = policy, task, ledger
+
+    def prompt_for(self, problem: Problem, prefix: Sequence[str] = ()) -> str:
+        """The problem prompt followed by the steps so far, each closed by the step delimiter, so that every
+        continuation of one partial solution shares an identical prompt prefix (what vLLM's prefix cache needs)."""
+        delim = self.task.step_delimiter
+        return problem.prompt + "".join(step + delim for step in prefix)
+
+    def generate(self, problem: Problem, params: SamplingParams,
+                 prefixes: Sequence[Sequence[str]] = ((),)) -> list[list[Candidate]]:
+        """Sample ``params.n`` continuations of each partial solution (``prefixes``; by default one empty one).
+        Each candidate holds the prefix steps followed by the new ones."""
+        prompts = [self.prompt_for(problem, prefix) for prefix in prefixes]
+        generations = self.policy.generate(prompts, params)
+        delim = self.task.step_delimiter
+        out = []
+        for prefix, gen in zip(prefixes, generations):
+            self.ledger.charge_generation(gen.usage, len(gen.completions))
+            batch = []
+            for c in gen.completions:
+                text = "".join(step + delim for step in prefix) + c.text
+                batch.append(Candidate(
+                    steps=self.task.split_steps(text), answer=self.task.extract_answer(text), text=text,
+                    prompt_tokens=gen.usage.prompt_tokens, completion_tokens=c.completion_tokens,
+                    finish_reason=c.finish_reason))
+            out.append(batch)
+        return out
+
+
+class MeteredVerifier:
+    """A verifier bound to one ledger; charges every call and enforces the verifier contract on what comes back."""
+
+    def __init__(self, verifier: Verifier, ledger: Ledger):
+        self.verifier, self.ledger = verifier, ledger
+        self.kind = verifier.kind
+        self.name = getattr(verifier, "name", type(verifier).__name__)
+
+    def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        scores = self.verifier.score(problem, tuple(candidates))
+        if len(scores.steps) != len(candidates):
+            raise LabError(f"verifier {self.name} returned {len(scores.steps)} score tuples for {len(candidates)} "
+                           "candidates: its score() must return one tuple per candidate")
+        for cand, s in zip(candidates, scores.steps):
+            want = max(1, len(cand.steps)) if self.kind == "process" else 1
+            if len(s) != want:
+                raise LabError(f"verifier {self.name} ({self.kind}) gave {len(s)} scores for a candidate with "
+                               f"{len(cand.steps)} steps: a process verifier gives one per step (one for an empty candidate), an outcome verifier one")
+            if any(not 0.0 <= x <= 1.0 for x in s):
+                raise LabError(f"verifier {self.name} returned a score outside [0, 1]: {s}")
+        self.ledger.charge_verifier(len(candidates), scores.tokens)
+        return scores

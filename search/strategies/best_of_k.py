@@ -1,0 +1,67 @@
+"""Best-of-k from one pool: draw n samples once, score them, and let the runner evaluate every budget k <= n.
+
+    python -m search.run strategy=best_of_k strategy.pool_size=64 budgets=[1,4,16,64]
+
+The strategy itself only samples the pool and scores it. The per-budget numbers (coverage, argmax of the verifier,
+majority and weighted vote) are the exact subset estimators of ``search.estimators`` applied by ``search.pool``, and
+the compute charged for budget k is what k samples cost, whatever the pool size.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from search.contracts import LabError, Problem, SamplingParams, Selection
+from search.ledger import MeteredPolicy, MeteredVerifier
+from search.seeding import derive_seed
+
+
+@dataclass
+class BestOfK:
+    """Sample a pool, score it, pick by a selection rule."""
+
+    pool_size: int = 64
+    """n, the samples drawn per problem; every budget k in the run's ``budgets`` must be <= n."""
+    selection: str = "argmax"
+    """Which rule gives the strategy's own final answer on the whole pool: ``argmax`` (highest verifier score),
+    ``majority`` (most frequent answer) or ``weighted`` (highest summed verifier score). Every rule is evaluated at
+    every k regardless; this one only sets ``Selection.answer``."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_tokens: int = 96
+    """Most tokens per sample."""
+    seed: int = 0
+    """Base seed; each problem's request seed is derived from it and the problem id."""
+
+    name = "best_of_k"
+    evaluates_pool = True
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1:
+            raise LabError(f"strategy.pool_size={self.pool_size} must be at least 1")
+        if self.selection not in ("argmax", "majority", "weighted"):
+            raise LabError(f"unknown strategy.selection '{self.selection}': use argmax, majority or weighted")
+
+    def check_budgets(self, budgets: list[int]) -> None:
+        too_big = [k for k in budgets if k > self.pool_size]
+        if too_big or any(k < 1 for k in budgets):
+            raise LabError(f"budgets {budgets} must lie in 1..pool_size={self.pool_size}: raise "
+                           f"strategy.pool_size to {max(budgets)} or drop the larger budgets")
+
+    def solve(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier) -> Selection:
+        params = SamplingParams(n=self.pool_size, temperature=self.temperature, top_p=self.top_p,
+                                max_tokens=self.max_tokens, seed=derive_seed(self.seed, problem.id))
+        pool = tuple(policy.generate(problem, params)[0])
+        scores = verifier.score(problem, pool)
+        final = scores.final
+        if self.selection == "argmax":
+            answer = pool[max(range(len(pool)), key=lambda i: final[i])].answer
+        else:
+            weight = Counter()
+            for cand, s in zip(pool, final):
+                if cand.answer is not None:
+                    weight[cand.answer] += 1.0 if self.selection == "majority" else s
+            answer = max(weight, key=weight.get) if weight else None
+        return Selection(answer=answer, candidates=pool, scores=scores)

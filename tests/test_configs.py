@@ -1,0 +1,82 @@
+"""Every config in conf/ composes and builds; bad input on the command line ends in one line and exit code 2."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from search.run import CONF_DIR
+
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
+NEEDS_SERVER = {"policy"}          # building a policy starts or contacts a server: covered by the integration test
+
+
+def options(group):
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_builds(group, option):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        overrides = [f"{group}={option}"]
+        if (group, option) == ("policy", "remote"):
+            overrides += ["policy.base_urls=[http://127.0.0.1:1]", "policy.model=m", "policy.n_params=1"]
+        cfg = compose(config_name="config", overrides=overrides)
+    assert cfg[group] is not None
+    if group not in NEEDS_SERVER:
+        task = instantiate(cfg.task)
+        built = instantiate(cfg[group], task=task) if group == "verifier" else instantiate(cfg[group])
+        assert built is not None
+    if group == "strategy":
+        instantiate(cfg.strategy).check_budgets(list(cfg.budgets))
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "search.run", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=Path(CONF_DIR).parent)
+
+
+def one_error_line(proc):
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_unknown_group_option(tmp_path):
+    line = one_error_line(run_cli("strategy=beam_serch", f"hydra.run.dir={tmp_path}"))
+    assert "unknown strategy 'beam_serch'" in line and "best_of_k" in line
+
+
+def test_unknown_option_inside_a_sweep(tmp_path):
+    line = one_error_line(run_cli("-m", "verifier=random,oracel", f"hydra.sweep.dir={tmp_path}"))
+    assert "unknown verifier 'oracel'" in line and "outcome_oracle" in line
+
+
+def test_unknown_key(tmp_path):
+    line = one_error_line(run_cli("n_problem=3", f"hydra.run.dir={tmp_path}"))
+    assert "n_problem" in line
+
+
+def test_budget_larger_than_the_pool(tmp_path):
+    line = one_error_line(run_cli("budgets=[1,128]", f"hydra.run.dir={tmp_path}"))
+    assert "pool_size" in line and "128" in line
+
+
+def test_missing_checkpoint(tmp_path):
+    line = one_error_line(run_cli("policy.checkpoint=/nonexistent/ckpt", f"hydra.run.dir={tmp_path}"))
+    assert "/nonexistent/ckpt" in line and "checkpoint" in line
+
+
+def test_unreachable_server(tmp_path):
+    line = one_error_line(run_cli("policy=remote", "policy.base_urls=[http://127.0.0.1:9]", "policy.model=m",
+                                  "policy.n_params=1000", "policy.max_retries=0", "policy.timeout_s=2",
+                                  "n_problems=1", f"hydra.run.dir={tmp_path}"))
+    assert "127.0.0.1:9" in line
+
+
+def test_remote_policy_without_its_required_fields(tmp_path):
+    line = one_error_line(run_cli("policy=remote", f"hydra.run.dir={tmp_path}"))
+    assert "base_urls" in line

@@ -1,0 +1,87 @@
+"""End to end through a real vLLM server on the shipped checkpoint (started once per test session).
+
+Everything runs in this process, so every run, including the Hydra multirun, reuses the one warm server, exactly as
+the jobs of a basic-launcher sweep do.
+"""
+import json
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from search import server as server_mod
+from search.run import CONF_DIR, main, run
+
+pytestmark = pytest.mark.server
+SMALL = ["n_problems=6", "strategy.pool_size=8", "budgets=[1,2,4,8]", "report_budgets=[1,8]"]
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=[*SMALL, *overrides])
+
+
+def read_records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_best_of_k_end_to_end(tmp_path):
+    summary = run(config(), tmp_path)
+    records = read_records(tmp_path / "records.jsonl")
+    assert len(records) == 6 and summary["n_problems"] == 6
+    for r in records:
+        pool = r["pool"]
+        assert len(pool["text"]) == 8 and len(pool["correct"]) == 8
+        assert all(t > 0 for t in pool["completion_tokens"])
+        assert set(pool["finish_reason"]) <= {"stop", "length"}
+        # the oracle's score is the grade, and every token of the pool was charged to the ledger
+        assert pool["score"] == [float(c) for c in pool["correct"]]
+        assert r["ledger"]["completion_tokens"] == sum(pool["completion_tokens"])
+        assert r["ledger"]["policy_requests"] == 1 and r["ledger"]["policy_samples"] == 8
+        cov = r["by_k"]["coverage"]
+        assert cov == sorted(cov) and abs(cov[0] - r["pool_accuracy"]) < 1e-12
+        # with an exact oracle, best-of-k by score is coverage
+        assert r["by_k"]["argmax"] == pytest.approx(cov, abs=1e-12)
+    rows = summary["budgets"]
+    assert [row["k"] for row in rows] == [1, 2, 4, 8]
+    for row in rows:
+        assert row["coverage_lo"] <= row["coverage"] <= row["coverage_hi"]
+        assert row["policy_tokens"] > 0 and row["flops"] > 0
+    # budget k is charged what k samples cost: the prompt once plus k mean completions
+    assert rows[3]["policy_tokens"] > rows[0]["policy_tokens"] * 4
+    assert summary["versions"]["vllm_server"] and summary["checkpoint_hash"]
+    assert summary["config"]["strategy"]["pool_size"] == 8          # config as plain fields
+
+
+def test_same_seed_same_pool_and_resume_does_no_new_work(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    run(config("n_problems=3"), a)
+    run(config("n_problems=3"), b)
+    texts = lambda d: [r["pool"]["text"] for r in read_records(d / "records.jsonl")]
+    assert texts(a) == texts(b)
+    # a killed run leaves at most a torn last line; a rerun repairs it and finishes only the missing problems
+    lines = (a / "records.jsonl").read_text().splitlines()
+    (a / "records.jsonl").write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])
+    summary = run(config("n_problems=3"), a)
+    assert summary["n_problems"] == 3 and texts(a) [:1] == texts(b)[:1]
+    assert sorted(map(str, texts(a))) == sorted(map(str, texts(b)))
+
+
+def test_cli_multirun_reuses_one_warm_server(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["search.run", "-m", *SMALL, "n_problems=3",
+                                      "verifier=outcome_oracle,random", f"hydra.sweep.dir={tmp_path}"])
+    before = {id(s) for s in server_mod._registry.values()}
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code in (None, 0)
+    after = {id(s) for s in server_mod._registry.values()}
+    assert len(after) == 1 and (not before or before == after)
+    out = capsys.readouterr().out
+    assert out.count("coverage") >= 2 and "verifier random" in out and "verifier outcome_oracle" in out
+    for job in ("0", "1"):
+        summary = json.loads((tmp_path / job / "summary.json").read_text())
+        assert summary["n_problems"] == 3
+    # the random verifier is the floor: its argmax at k=1 is pass@1
+    random_summary = json.loads((tmp_path / "1" / "summary.json").read_text())
+    assert random_summary["verifier"] == "random"
