@@ -162,7 +162,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool, \
             tqdm(total=len(problems), initial=len(problems) - len(todo), desc="problems", unit="problem",
-                 file=sys.stderr, dynamic_ncols=True) as bar:
+                 file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
         futures = [pool.submit(solve_one, p, task, policy, strategy, verifier, cfg) for p in todo]
         for fut in as_completed(futures):
             records.append(fut.result())

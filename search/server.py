@@ -44,7 +44,7 @@ def log_tail(path: str | os.PathLike, n: int = 5) -> str:
         lines = Path(path).read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    lines = [_ANSI.sub("", ln).strip() for ln in lines]
+    lines = [_ANSI.sub("", ln).strip()[:300] for ln in lines]  # a traceback line can run to kilobytes
     return " | ".join([ln for ln in lines if ln][-n:])
 
 
