@@ -44,18 +44,18 @@ _STEP_RE = re.compile(r"^(\d{1,3})([+\-*])(\d{1,3})=(\d{1,3})$")
 class Difficulty:
     """The generator's knobs. Problems are drawn uniformly over the operation counts in [min_ops, max_ops]."""
 
-    min_ops: int = 1
+    min_ops: int = 2
     """Fewest operations in a chain (at least 1)."""
     max_ops: int = 6
     """Most operations in a chain."""
     max_addend: int = 99
     """Largest operand of + and -."""
-    big_addend_weight: float = 0.5
+    big_addend_weight: float = 0.9
     """Probability that a + or - operand is drawn from 10..max_addend (a two-digit step, where carries make the
     tiny policy err); otherwise it is drawn from 1..9."""
     max_factor: int = 9
     """Largest operand of * (drawn from 2..max_factor)."""
-    mul_weight: float = 0.25
+    mul_weight: float = 0.2
     """Probability that an operation is a multiplication; + and - share the rest equally."""
 
     def __post_init__(self) -> None:
@@ -98,7 +98,7 @@ class ArithTask:
     name = "arith"
     step_delimiter = "\n"
 
-    def __init__(self, difficulty: Difficulty | None = None, eval_size: int = 100, eval_seed: int = 1234,
+    def __init__(self, difficulty: Difficulty | None = None, eval_size: int = 200, eval_seed: int = 1234,
                  train_seed: int = 0):
         """``difficulty`` sets the mix; the eval split is the first ``eval_size`` eval-bucket problems drawn with
         ``eval_seed``, so the default evaluation set is fixed; ``train_seed`` seeds the training stream."""
