@@ -1,0 +1,1 @@
+"""Figures, read only from a run summary or a collected table (never from live objects)."""

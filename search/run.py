@@ -203,6 +203,8 @@ def print_summary(summary: dict, cfg: DictConfig, out_dir: Path) -> None:
         prof = summary["policy_profile"]
         print("policy: " + "  ".join(f"{k}={v:.3f}" for k, v in prof.items()))
     print(f"records: {out_dir / 'records.jsonl'}\nsummary: {out_dir / 'summary.json'}")
+    if (out_dir / "scaling.png").exists():
+        print(f"figure:  {out_dir / 'scaling.png'}")
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
@@ -215,6 +217,10 @@ def hydra_main(cfg: DictConfig) -> None:
     except LabError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if "budgets" in summary:
+        from plots.run_curves import plot_run
+
+        plot_run(out_dir)
     print_summary(summary, cfg, out_dir)
 
 

@@ -58,23 +58,23 @@ def test_same_seed_same_pool_and_resume_does_no_new_work(tmp_path):
     a.mkdir(), b.mkdir()
     run(config("n_problems=3"), a)
     run(config("n_problems=3"), b)
-    texts = lambda d: [r["pool"]["text"] for r in read_records(d / "records.jsonl")]
-    assert texts(a) == texts(b)
+    def texts(d):       # records land in completion order; compare them by problem
+        return {r["problem_id"]: r["pool"]["text"] for r in read_records(d / "records.jsonl")}
+
+    assert texts(a) == texts(b) and len(texts(a)) == 3
     # a killed run leaves at most a torn last line; a rerun repairs it and finishes only the missing problems
     lines = (a / "records.jsonl").read_text().splitlines()
     (a / "records.jsonl").write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])
     summary = run(config("n_problems=3"), a)
-    assert summary["n_problems"] == 3 and texts(a) [:1] == texts(b)[:1]
-    assert sorted(map(str, texts(a))) == sorted(map(str, texts(b)))
+    assert summary["n_problems"] == 3 and len(read_records(a / "records.jsonl")) == 3
+    assert texts(a) == texts(b)
 
 
 def test_cli_multirun_reuses_one_warm_server(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["search.run", "-m", *SMALL, "n_problems=3",
                                       "verifier=outcome_oracle,random", f"hydra.sweep.dir={tmp_path}"])
     before = {id(s) for s in server_mod._registry.values()}
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code in (None, 0)
+    main()                                     # returns normally when every job succeeded
     after = {id(s) for s in server_mod._registry.values()}
     assert len(after) == 1 and (not before or before == after)
     out = capsys.readouterr().out
@@ -82,6 +82,7 @@ def test_cli_multirun_reuses_one_warm_server(tmp_path, monkeypatch, capsys):
     for job in ("0", "1"):
         summary = json.loads((tmp_path / job / "summary.json").read_text())
         assert summary["n_problems"] == 3
-    # the random verifier is the floor: its argmax at k=1 is pass@1
-    random_summary = json.loads((tmp_path / "1" / "summary.json").read_text())
-    assert random_summary["verifier"] == "random"
+    # the random verifier is the floor: its argmax at k=1 is pass@1, and it ranks below the oracle at k=8
+    oracle, rand = (json.loads((tmp_path / job / "summary.json").read_text())["budgets"] for job in ("0", "1"))
+    assert rand[0]["argmax"] == pytest.approx(rand[0]["coverage"])
+    assert rand[-1]["argmax"] <= oracle[-1]["argmax"] + 1e-12
