@@ -116,7 +116,8 @@ class OpenAIPolicy:
                     self._in_flight[i] -= 1
             if attempt < self.max_retries:
                 time.sleep(min(8.0, self.backoff_s * 2 ** attempt) * (0.5 + random.random()))
-        raise LabError(f"policy server {url} failed after {self.max_retries + 1} tries ({last}); is the server "
+        tries = self.max_retries + 1
+        raise LabError(f"policy server {url} failed after {tries} {'try' if tries == 1 else 'tries'} ({last}); is the server "
                        f"running? check policy.base_urls")
 
     def _request(self, prompt: str, params: SamplingParams) -> dict:
