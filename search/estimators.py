@@ -294,3 +294,22 @@ def bootstrap_ci(values: Sequence[float], n_resamples: int = 1000, level: float 
         raise ValueError(f"values must be one-dimensional, got shape {x.shape}; use bootstrap_ci_matrix")
     lo, hi = bootstrap_ci_matrix(x[:, None], n_resamples, level, seed)
     return float(lo[0]), float(hi[0])
+
+
+def simultaneous_band(values: np.ndarray, n_resamples: int = 1000, level: float = 0.95,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A simultaneous band for the column means of a (problems x k) matrix: resample problems, standardise each
+    column's bootstrap deviation by its bootstrap standard deviation, and widen every column by the ``level``
+    quantile of the maximum over columns. The whole curve lies inside with probability ``level``."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.shape[0] < 2:
+        raise ValueError("simultaneous_band needs a (problems x k) matrix with at least 2 problems")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, values.shape[0], size=(n_resamples, values.shape[0]))
+    boot = values[idx].mean(axis=1)
+    mean = values.mean(axis=0)
+    sd = boot.std(axis=0, ddof=1)
+    sd = np.where(sd > 0, sd, np.inf)     # a column with no spread constrains nothing
+    crit = np.quantile(np.max(np.abs(boot - mean) / sd, axis=1), level)
+    half = np.where(np.isfinite(sd), crit * sd, 0.0)
+    return mean - half, mean + half

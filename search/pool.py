@@ -14,15 +14,21 @@ import numpy as np
 from search import estimators
 from search.ledger import policy_flops
 
-RULES = ("coverage", "argmax", "majority", "weighted")
-"""The selection rules evaluated on every pool: pass@k, best-of-k by verifier score, plurality vote, and vote
-weighted by verifier score."""
+RULES = ("coverage", "argmax", "majority", "weighted", "accept")
+"""The selection rules evaluated on every pool: pass@k, best-of-k by verifier score, plurality vote, vote weighted
+by verifier score, and a uniform pick among the samples the verifier accepts (score >= 0.5), abstaining when it
+accepts none (the accuracy of rejection sampling with budget k, which stops at the first accept)."""
+OUTCOMES = ("accept_reward", "abstain", "false_positive")
+"""Per-k figures of the accept rule: reward (+1 right, -fp_cost accepted-but-wrong, 0 abstain), abstention rate,
+and the rate of answering with an accepted wrong sample."""
+ACCEPT_THRESHOLD = 0.5
+"""A verifier score at or above this accepts a sample."""
 
 
 def evaluate_pool(answers: Sequence[str | None], correct: Sequence[bool], scores: Sequence[float],
                   ks: Sequence[int], *, prompt_tokens: int, completion_tokens: Sequence[int],
                   verifier_tokens: int, policy_params: int, verifier_params: int,
-                  weighted_draws: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+                  fp_cost: float = 0.0, weighted_draws: int = 2000, seed: int = 0) -> dict[str, list[float]]:
     """Per-k figures for one problem's pool, as lists aligned with ``ks``.
 
     ``answers``/``correct``/``scores``/``completion_tokens`` describe the n samples; ``scores`` are the verifier's
@@ -40,6 +46,12 @@ def evaluate_pool(answers: Sequence[str | None], correct: Sequence[bool], scores
                 for k in ks]
     out["weighted"] = [w for w, _ in weighted]
     out["weighted_mc_se"] = [se for _, se in weighted]
+    accepted = [s >= ACCEPT_THRESHOLD for s in scores]
+    accept = [estimators.binary_accept_at_k(accepted, correct, k, fp_cost) for k in ks]
+    out["accept"] = [a for a, _, _ in accept]
+    out["accept_reward"] = [r for _, r, _ in accept]
+    out["abstain"] = [z for _, _, z in accept]
+    out["false_positive"] = [1.0 - a - z for a, _, z in accept]
     mean_completion = float(np.mean(completion_tokens)) if n else 0.0
     mean_verifier = verifier_tokens / n if n else 0.0
     out["policy_tokens"] = [prompt_tokens + k * mean_completion for k in ks]

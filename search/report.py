@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 
 from search import estimators
-from search.pool import RULES
+from search.pool import OUTCOMES, RULES
 
 COST_COLUMNS = ("policy_tokens", "verifier_tokens", "flops")
 """Per-problem compute figures averaged (without intervals) at every budget."""
@@ -19,7 +19,7 @@ def summarize_budgets(records: Sequence[dict], resamples: int = 1000, seed: int 
         return []
     ks = records[0]["by_k"]["k"]
     rows = [{"k": k, "n_problems": len(records)} for k in ks]
-    for rule in RULES:
+    for rule in RULES + OUTCOMES:
         values = np.array([r["by_k"][rule] for r in records], dtype=float)
         lo, hi = estimators.bootstrap_ci_matrix(values, n_resamples=resamples, seed=seed)
         for j, row in enumerate(rows):
@@ -31,17 +31,23 @@ def summarize_budgets(records: Sequence[dict], resamples: int = 1000, seed: int 
         row["weighted_mc_se"] = float(np.sqrt((se[:, j] ** 2).sum()) / len(records))
         for col in COST_COLUMNS:
             row[col] = float(np.mean([r["by_k"][col][j] for r in records]))
+        for col in (c for c in records[0]["by_k"] if c.endswith("_closed_form")):
+            row[col] = float(np.mean([r["by_k"][col][j] for r in records]))
     return rows
+
+
+PRINTED = ("coverage", "argmax", "majority", "weighted")
+"""The rules in the printed table (summary.json has them all)."""
 
 
 def format_table(rows: Sequence[dict], ks: Sequence[int] | None = None) -> str:
     """A fixed-width table of the rows whose k is in ``ks`` (all rows when None)."""
-    head = f"{'k':>4}  " + "".join(f"{rule:<22}" for rule in RULES) + f"{'tokens/problem':>15}  {'FLOPs/problem':>13}"
+    head = f"{'k':>4}  " + "".join(f"{rule:<22}" for rule in PRINTED) + f"{'tokens/problem':>15}  {'FLOPs/problem':>13}"
     lines = [head]
     for row in rows:
         if ks is not None and row["k"] not in ks:
             continue
-        cells = "".join(f"{row[r]:.3f} [{row[r + '_lo']:.3f},{row[r + '_hi']:.3f}]  " for r in RULES)
+        cells = "".join(f"{row[r]:.3f} [{row[r + '_lo']:.3f},{row[r + '_hi']:.3f}]  " for r in PRINTED)
         lines.append(f"{row['k']:>4}  {cells}{row['policy_tokens']:>15.1f}  {row['flops']:>13.3g}")
     return "\n".join(lines)
 

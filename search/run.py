@@ -23,6 +23,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from search import closed_forms
 from search.contracts import LabError, Problem
 from search.ledger import Ledger, MeteredPolicy, MeteredVerifier
 from search.pool import evaluate_pool
@@ -64,8 +65,13 @@ def solve_one(problem: Problem, task, policy, strategy, verifier, cfg: DictConfi
             [c.answer for c in pool], correct, final_scores, list(cfg.budgets),
             prompt_tokens=pool[0].prompt_tokens if pool else 0,
             completion_tokens=[c.completion_tokens for c in pool], verifier_tokens=ledger.verifier_tokens,
-            policy_params=policy.n_params, verifier_params=verifier.n_params,
+            policy_params=policy.n_params, verifier_params=verifier.n_params, fp_cost=cfg.fp_cost,
             weighted_draws=cfg.weighted_vote_draws, seed=derive_seed(cfg.seed, "weighted", problem.id))
+        if getattr(getattr(verifier, "verifier", None), "exact", False):
+            # noise on an exact oracle: the closed forms predict every curve from this problem's right-rate
+            for rule, values in closed_forms.predict(verifier.params(), record["pool_accuracy"], list(cfg.budgets),
+                                                     cfg.fp_cost).items():
+                record["by_k"][f"{rule}_closed_form"] = values
     record["wall_s"] = round(time.time() - t0, 3)
     return record
 
@@ -153,6 +159,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         raise LabError(f"budgets {budgets} must be increasing and distinct, e.g. budgets=[1,4,16,64]")
     strategy.check_budgets(budgets)
     verifier = build(cfg, "verifier", task=task)
+    if cfg.get("noise") and "_target_" in cfg.noise:
+        verifier = build(cfg, "noise")(verifier)
     problems = task.problems("eval", cfg.n_problems)
     records = RecordFile(out_dir / "records.jsonl")
     todo = [p for p in problems if p.id not in records.done]
@@ -178,6 +186,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "strategy": strategy.name,
         "verifier": getattr(verifier, "name", type(verifier).__name__),
         "verifier_kind": verifier.kind,
+        "noise": verifier.params() if hasattr(verifier, "params") else {"noise": "none"},
+        "fp_cost": cfg.fp_cost,
         "policy_model_id": policy.model_id,
         "policy_params": policy.n_params,
         "checkpoint_hash": getattr(policy, "checkpoint_hash", None),

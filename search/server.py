@@ -29,7 +29,7 @@ from search.checkpoint import resolve as check_checkpoint
 from search.contracts import LabError
 
 HOST = "127.0.0.1"
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -133,10 +133,10 @@ class ManagedServer:
             self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         atexit.register(self.stop)
-        log.info("starting vLLM server for %s on %s (log: %s)", path.name, self.base_url, self.log_path)
+        logger.info("starting vLLM server for %s on %s (log: %s)", path.name, self.base_url, self.log_path)
         started = time.monotonic()
         self._wait_healthy()
-        log.info("vLLM server ready after %.0f s", time.monotonic() - started)
+        logger.info("vLLM server ready after %.0f s", time.monotonic() - started)
         return self
 
     def _wait_healthy(self) -> None:

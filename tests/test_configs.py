@@ -27,7 +27,14 @@ def test_every_option_composes_and_builds(group, option):
     assert cfg[group] is not None
     if group not in NEEDS_SERVER:
         task = instantiate(cfg.task)
-        built = instantiate(cfg[group], task=task) if group == "verifier" else instantiate(cfg[group])
+        if group == "verifier":
+            built = instantiate(cfg[group], task=task)
+        elif group == "noise":         # a wrapper: _partial_, applied to whichever verifier was chosen
+            base = instantiate(cfg.verifier, task=task)
+            built = instantiate(cfg.noise)(base) if "_target_" in cfg.noise else base
+            assert built.kind == base.kind
+        else:
+            built = instantiate(cfg[group])
         assert built is not None
     if group == "strategy":
         instantiate(cfg.strategy).check_budgets(list(cfg.budgets))

@@ -86,3 +86,19 @@ def test_cli_multirun_reuses_one_warm_server(tmp_path, monkeypatch, capsys):
     oracle, rand = (json.loads((tmp_path / job / "summary.json").read_text())["budgets"] for job in ("0", "1"))
     assert rand[0]["argmax"] == pytest.approx(rand[0]["coverage"])
     assert rand[-1]["argmax"] <= oracle[-1]["argmax"] + 1e-12
+
+
+@pytest.mark.parametrize("noise", ["flip", "contamination"])
+def test_noisy_verifier_curves_match_the_closed_forms_on_real_pools(tmp_path, noise):
+    """The measured accuracy-against-k curve lies inside the simultaneous 95% band (bootstrap over problems) around
+    the closed form computed from each problem's measured single-sample accuracy."""
+    from search import estimators
+
+    run(config(f"noise={noise}", "n_problems=80", "strategy.pool_size=16", "budgets=[1,2,4,8,16]"), tmp_path)
+    records = read_records(tmp_path / "records.jsonl")
+    rules = ["argmax", "accept"] if noise == "flip" else ["argmax"]
+    for rule in rules:
+        measured = [r["by_k"][rule] for r in records]
+        curve = [sum(col) / len(records) for col in zip(*(r["by_k"][f"{rule}_closed_form"] for r in records))]
+        lo, hi = estimators.simultaneous_band(measured, seed=0)
+        assert all(a - 1e-12 <= c <= b + 1e-12 for a, c, b in zip(lo, curve, hi)), (rule, lo, curve, hi)

@@ -16,6 +16,7 @@ class OutcomeOracle:
     kind = "outcome"
     n_params = 0
     name = "outcome_oracle"
+    exact = True
 
     def __init__(self, task: Task):
         self.task = task
@@ -34,6 +35,7 @@ class ProcessOracle:
     kind = "process"
     n_params = 0
     name = "process_oracle"
+    exact = True
 
     def __init__(self, task: Task):
         self.task = task

@@ -1,0 +1,106 @@
+"""Noise with known error rates, wrapped around any verifier (outcome or process; process noise is per step).
+
+    python -m search.run noise=flip noise.tpr=0.9 noise.fpr=0.2
+    python -m search.run noise=contamination noise.eps=0.1
+    python -m search.run noise=spread                      # wrong answers spread wider: over-optimisation
+
+Every draw is a function of (seed, problem id, candidate position in the call, candidate text, step index) only,
+so a candidate keeps its fate across budgets and across jobs: a fooled verifier stays fooled for that candidate, as
+a weak unit-test suite does. Two samples with the same text at different pool positions draw independently, which is
+what the closed forms of ``search.closed_forms`` assume (i.i.d. noise per sample).
+
+The wrapped verifier's score is read as a label: at least 0.5 counts as "right" (an exact oracle gives 0 or 1).
+"""
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Sequence
+
+from search.contracts import Candidate, LabError, Problem, Scores, Verifier
+from search.seeding import derive_seed
+
+_NORMAL = NormalDist()
+
+
+class _Noise:
+    """Shared mechanics: wrap a verifier, draw seeded uniforms per (candidate, step), map each base score."""
+
+    family = "none"
+
+    def __init__(self, verifier: Verifier, seed: int = 0):
+        self.verifier = verifier
+        self.seed = seed
+        self.kind = verifier.kind
+        self.n_params = verifier.n_params
+        self.name = f"{getattr(verifier, 'name', type(verifier).__name__)}+{self.family}"
+
+    def _uniforms(self, problem: Problem, i: int, cand: Candidate, step: int) -> tuple[float, float]:
+        key = (problem.id, i, cand.text, step)
+        # two independent uniforms in (0, 1): never exactly 0, so inverse-CDF transforms stay finite
+        return ((derive_seed(self.seed, "u", *key) + 0.5) / 2**31, (derive_seed(self.seed, "v", *key) + 0.5) / 2**31)
+
+    def _map(self, right: bool, u: float, v: float) -> float:
+        raise NotImplementedError
+
+    def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        base = self.verifier.score(problem, candidates)
+        steps = tuple(tuple(self._map(s >= 0.5, *self._uniforms(problem, i, cand, j)) for j, s in enumerate(scores))
+                      for i, (cand, scores) in enumerate(zip(candidates, base.steps)))
+        return Scores(steps=steps, tokens=base.tokens)
+
+    def params(self) -> dict:
+        """The noise parameters, as plain fields for records and tables."""
+        return {"noise": self.family}
+
+
+class Flip(_Noise):
+    """Binary flips: a right candidate is accepted (1) with probability ``tpr``, a wrong one with ``fpr``."""
+
+    family = "flip"
+
+    def __init__(self, verifier: Verifier, tpr: float = 1.0, fpr: float = 0.0, seed: int = 0):
+        if not (0 <= tpr <= 1 and 0 <= fpr <= 1):
+            raise LabError(f"noise flip needs tpr and fpr in [0, 1], got tpr={tpr}, fpr={fpr}")
+        super().__init__(verifier, seed)
+        self.tpr, self.fpr = tpr, fpr
+
+    def _map(self, right: bool, u: float, v: float) -> float:
+        return 1.0 if u < (self.tpr if right else self.fpr) else 0.0
+
+    def params(self) -> dict:
+        return {"noise": self.family, "tpr": self.tpr, "fpr": self.fpr}
+
+
+class ScoreNoise(_Noise):
+    """Continuous scores: right candidates score N(mu_right, sigma_right^2), wrong ones N(mu_wrong, sigma_wrong^2),
+    except that a fraction ``eps`` of wrong ones is scored like right ones (contamination). Scores are reported
+    through the logistic function, which keeps them in (0, 1) without changing any ranking.
+
+    The YAML presets are families of this one mechanism: ``gaussian`` (equal spreads), ``contamination`` (eps > 0)
+    and ``spread`` (sigma_wrong > sigma_right, the over-optimisation regime)."""
+
+    def __init__(self, verifier: Verifier, family: str = "gaussian", mu_right: float = 1.0, mu_wrong: float = 0.0,
+                 sigma_right: float = 1.0, sigma_wrong: float = 1.0, eps: float = 0.0, seed: int = 0):
+        if sigma_right < 0 or sigma_wrong < 0 or not 0 <= eps <= 1:
+            raise LabError(f"noise {family} needs sigmas >= 0 and eps in [0, 1], got sigma_right={sigma_right}, "
+                           f"sigma_wrong={sigma_wrong}, eps={eps}")
+        self.family = family
+        super().__init__(verifier, seed)
+        self.mu_right, self.mu_wrong = mu_right, mu_wrong
+        self.sigma_right, self.sigma_wrong, self.eps = sigma_right, sigma_wrong, eps
+
+    def raw(self, right: bool, u: float, v: float) -> float:
+        """The score before squashing: the quantity the closed forms describe."""
+        like_right = right or v < self.eps
+        mu, sigma = (self.mu_right, self.sigma_right) if like_right else (self.mu_wrong, self.sigma_wrong)
+        return mu + sigma * _NORMAL.inv_cdf(u)
+
+    def _map(self, right: bool, u: float, v: float) -> float:
+        x = self.raw(right, u, v)
+        # The logistic of large |x| rounds to exactly 0 or 1 in floating point, which would create false ties.
+        return 1.0 / (1.0 + math.exp(-x)) if abs(x) < 30 else (1.0 - 1e-13 if x > 0 else 1e-13)
+
+    def params(self) -> dict:
+        return {"noise": self.family, "mu_right": self.mu_right, "mu_wrong": self.mu_wrong,
+                "sigma_right": self.sigma_right, "sigma_wrong": self.sigma_wrong, "eps": self.eps}
