@@ -4,11 +4,13 @@
     python -m search.run policy=remote policy.base_urls=[http://10.0.0.5:8000] policy.model=my-model \\
         policy.n_params=1500000000
 
-Both return an ``OpenAIPolicy``; only how the base URLs are found differs. A managed server is shared by every job
-of a multirun in the same process (``search.server.get_server``), so weights load once per sweep.
+Both generate through an ``OpenAIPolicy``; only how the base URLs are found differs. A managed server starts on the
+first generation request (a run served entirely from the generation cache never loads the model) and is shared by
+every job of a multirun in the same process (``search.server.get_server``), so weights load once per sweep.
 """
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 from search import checkpoint as ckpt
@@ -17,22 +19,53 @@ from search.policy import OpenAIPolicy
 from search.server import get_server
 
 
+class ManagedPolicy:
+    """A client for a managed server that starts the server on the first generation request, so a run whose pools
+    all come from the generation cache never loads the model. Its identity is known without the server."""
+
+    def __init__(self, start, model_id: str, n_params: int, checkpoint_hash: str):
+        self._start, self._client, self._lock = start, None, threading.Lock()
+        self.model_id, self.n_params, self.checkpoint_hash = model_id, n_params, checkpoint_hash
+
+    @property
+    def client(self) -> OpenAIPolicy:
+        """The live client, starting the server if it is not running yet."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._start()
+            return self._client
+
+    def generate(self, prompts, params):
+        return self.client.generate(prompts, params)
+
+    def server_version(self) -> str | None:
+        """The server's vLLM version, or None when this run never needed the server."""
+        return self._client.server_version() if self._client is not None else None
+
+    @property
+    def base_urls(self) -> list[str]:
+        return self.client.base_urls
+
+
 def managed_policy(checkpoint: str = "tiny-policy", served_model_name: str | None = None, dtype: str = "float32",
                    max_model_len: int = 256, startup_timeout_s: float = 300.0, kv_cache_gib: int = 1,
                    extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
-                   max_retries: int = 4, log_dir: str | None = None) -> OpenAIPolicy:
-    """Start (or reuse) a vLLM server on ``checkpoint`` (a directory or a shipped name) and return its client."""
+                   max_retries: int = 4, log_dir: str | None = None) -> ManagedPolicy:
+    """A policy on a vLLM server for ``checkpoint`` (a directory or a shipped name), started on first use (or
+    reused: one warm server per checkpoint and options in this process)."""
     path = ckpt.resolve(checkpoint)
     digest = ckpt.checkpoint_hash(path)
     name = served_model_name or (checkpoint if checkpoint in ckpt.SHIPPED else path.name)
-    server = get_server(path, served_model_name=name, dtype=dtype, max_model_len=max_model_len,
-                        startup_timeout_s=startup_timeout_s, extra_args=tuple(extra_args),
-                        env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log_dir)
-    policy = OpenAIPolicy(base_urls=[server.base_url], model=name, model_id=f"{name}@{digest}",
-                          n_params=ckpt.count_params(path), max_concurrency=max_concurrency, timeout_s=timeout_s,
-                          max_retries=max_retries)
-    policy.checkpoint_hash = digest
-    return policy
+    model_id, n_params = f"{name}@{digest}", ckpt.count_params(path)
+
+    def start() -> OpenAIPolicy:
+        server = get_server(path, served_model_name=name, dtype=dtype, max_model_len=max_model_len,
+                            startup_timeout_s=startup_timeout_s, extra_args=tuple(extra_args),
+                            env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log_dir)
+        return OpenAIPolicy(base_urls=[server.base_url], model=name, model_id=model_id, n_params=n_params,
+                            max_concurrency=max_concurrency, timeout_s=timeout_s, max_retries=max_retries)
+
+    return ManagedPolicy(start, model_id, n_params, digest)
 
 
 def remote_policy(base_urls: Sequence[str], model: str, n_params: int | None = None, revision: str | None = None,

@@ -165,6 +165,10 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     records = RecordFile(out_dir / "records.jsonl")
     todo = [p for p in problems if p.id not in records.done]
     policy = build(cfg, "policy")
+    if cfg.cache_path:
+        from search.cache import CachedPolicy, GenerationCache
+
+        policy = CachedPolicy(policy, GenerationCache(cfg.cache_path))
 
     from tqdm import tqdm
 
@@ -195,6 +199,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "n_problems": len(recs),
         "strategy_accuracy": sum(r["correct"] for r in recs) / len(recs) if recs else None,
         "ledger_totals": totals,
+        "generation_requests": getattr(policy, "misses", None),
+        "cache_hits": getattr(policy, "hits", None),
         "wall_s": round(time.time() - t0, 2),
     }
     if recs and "by_k" in recs[0]:

@@ -13,7 +13,7 @@ from search import server as server_mod
 from search.run import CONF_DIR, main, run
 
 pytestmark = pytest.mark.server
-SMALL = ["n_problems=6", "strategy.pool_size=8", "budgets=[1,2,4,8]", "report_budgets=[1,8]"]
+SMALL = ["n_problems=6", "strategy.pool_size=8", "budgets=[1,2,4,8]", "report_budgets=[1,8]", "cache_path=null"]
 
 
 def config(*overrides):
@@ -102,3 +102,15 @@ def test_noisy_verifier_curves_match_the_closed_forms_on_real_pools(tmp_path, no
         curve = [sum(col) / len(records) for col in zip(*(r["by_k"][f"{rule}_closed_form"] for r in records))]
         lo, hi = estimators.simultaneous_band(measured, seed=0)
         assert all(a - 1e-12 <= c <= b + 1e-12 for a, c, b in zip(lo, curve, hi)), (rule, lo, curve, hi)
+
+
+def test_rescoring_a_cached_pool_sends_no_generation_request(tmp_path):
+    cache = f"cache_path={tmp_path / 'cache.sqlite'}"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first = run(config(cache, "n_problems=4"), tmp_path / "a")
+    again = run(config(cache, "n_problems=4", "noise=flip", "verifier=random"), tmp_path / "b")
+    assert first["generation_requests"] == 4 and first["cache_hits"] == 0
+    assert again["generation_requests"] == 0 and again["cache_hits"] == 4
+    # the ledger still charges each cached pool what it cost when it was generated
+    assert again["ledger_totals"]["completion_tokens"] == first["ledger_totals"]["completion_tokens"]
+    assert [r["policy_tokens"] for r in again["budgets"]] == [r["policy_tokens"] for r in first["budgets"]]

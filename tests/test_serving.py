@@ -20,7 +20,7 @@ PROMPTS = ["Q:17+5\n", "Q:40*7-3\n", "Q:99+55+1\n"]
 
 @pytest.fixture(scope="module")
 def policy():
-    return managed_policy()
+    return managed_policy().client          # the live OpenAIPolicy (the server starts here)
 
 
 def test_seeded_samples_are_reproducible_and_fully_counted(policy):

@@ -1,0 +1,119 @@
+"""The generation cache: one SQLite database (WAL mode) shared by every job of a sweep.
+
+    python -m search.run cache_path=.lab_cache/generations.sqlite     # the default; cache_path=null turns it off
+
+A generation is keyed by the model identity (served name plus checkpoint hash or revision), the exact prompt and
+every sampling parameter including the seed; unseeded requests are never cached (they are not reproducible). The
+cached value holds the completions and the server's usage, so the ledger charges a cached pool exactly what it cost
+when it was generated.
+
+Why SQLite: each batch of inserts is one transaction, so a process killed mid-write leaves the database as it was
+before that transaction (no torn entry, no corrupt file); WAL lets readers in other jobs proceed during a write, and
+a busy timeout makes concurrent writers from parallel sweep jobs wait instead of failing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+from search.contracts import Completion, Generation, LabError, Policy, SamplingParams, Usage
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, model_id TEXT, value TEXT NOT NULL)"
+
+
+def cache_key(model_id: str, prompt: str, params: SamplingParams) -> str:
+    """sha256 of the model identity, the prompt and every sampling parameter."""
+    payload = json.dumps({"model": model_id, "prompt": prompt, **asdict(params)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class GenerationCache:
+    """A key-value store of generations on disk; safe across threads and processes."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(SCHEMA)
+        except (sqlite3.Error, OSError) as err:
+            raise LabError(f"generation cache at {self.path} cannot be opened ({err}): give a writable "
+                           f"cache_path=FILE, or cache_path=null to run without a cache") from None
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Generation]:
+        if not keys:
+            return {}
+        with self._lock:
+            rows = self._db.execute(f"SELECT key, value FROM generations WHERE key IN ({','.join('?' * len(keys))})",
+                                    list(keys)).fetchall()
+        return {key: _decode(value) for key, value in rows}
+
+    def put_many(self, items: dict[str, Generation], model_id: str) -> None:
+        """Store all items in one transaction: after a crash either all of them are there or none."""
+        if not items:
+            return
+        rows = [(k, model_id, _encode(g)) for k, g in items.items()]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO generations VALUES (?, ?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+
+def _encode(gen: Generation) -> str:
+    return json.dumps({"completions": [asdict(c) for c in gen.completions], "usage": asdict(gen.usage)})
+
+
+def _decode(value: str) -> Generation:
+    data = json.loads(value)
+    return Generation(tuple(Completion(**c) for c in data["completions"]), Usage(**data["usage"]))
+
+
+class CachedPolicy:
+    """A Policy that answers from the cache and sends only the misses to the wrapped policy, in one batch."""
+
+    def __init__(self, policy: Policy, cache: GenerationCache):
+        self.policy, self.cache = policy, cache
+        self.model_id, self.n_params = policy.model_id, policy.n_params
+        self.hits = 0
+        """Prompts answered from the cache."""
+        self.misses = 0
+        """Prompts sent to the policy (generation requests)."""
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        # server_version, checkpoint_hash, requests_per_replica, ... come from the wrapped policy
+        return getattr(self.policy, name)
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
+        if params.seed is None:
+            with self._lock:
+                self.misses += len(prompts)
+            return self.policy.generate(prompts, params)
+        keys = [cache_key(self.model_id, p, params) for p in prompts]
+        found = self.cache.get_many(list(set(keys)))
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            fresh = self.policy.generate([prompts[i] for i in missing], params)
+            new = {keys[i]: g for i, g in zip(missing, fresh)}
+            self.cache.put_many(new, self.model_id)
+            found.update(new)
+        with self._lock:
+            self.hits += len(prompts) - len(missing)
+            self.misses += len(missing)
+        return [found[k] for k in keys]
