@@ -158,7 +158,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     if budgets != sorted(set(budgets)):
         raise LabError(f"budgets {budgets} must be increasing and distinct, e.g. budgets=[1,4,16,64]")
     strategy.check_budgets(budgets)
-    verifier = build(cfg, "verifier", task=task)
+    verifier = base_verifier = build(cfg, "verifier", task=task)
     if cfg.get("noise") and "_target_" in cfg.noise:
         verifier = build(cfg, "noise")(verifier)
     problems = task.problems("eval", cfg.n_problems)
@@ -189,6 +189,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "task": task.name,
         "strategy": strategy.name,
         "verifier": getattr(verifier, "name", type(verifier).__name__),
+        "verifier_base": getattr(base_verifier, "name", type(base_verifier).__name__),
         "verifier_kind": verifier.kind,
         "noise": verifier.params() if hasattr(verifier, "params") else {"noise": "none"},
         "fp_cost": cfg.fp_cost,

@@ -82,6 +82,18 @@ def test_cli_multirun_reuses_one_warm_server(tmp_path, monkeypatch, capsys):
     for job in ("0", "1"):
         summary = json.loads((tmp_path / job / "summary.json").read_text())
         assert summary["n_problems"] == 3
+    # the sweep collects into one tidy table: a row per (job, rule, k), config axes as columns
+    from search.collect import main as collect_main
+
+    assert collect_main([str(tmp_path)]) == 0
+    import pandas as pd
+
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    assert len(table) == 2 * 5 * 4 and set(table["verifier"]) == {"outcome_oracle", "random"}
+    assert set(table["selection"]) == {"coverage", "argmax", "majority", "weighted", "accept"}
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
+    assert (csv["accuracy"] - table["accuracy"]).abs().max() < 1e-12
     # the random verifier is the floor: its argmax at k=1 is pass@1, and it ranks below the oracle at k=8
     oracle, rand = (json.loads((tmp_path / job / "summary.json").read_text())["budgets"] for job in ("0", "1"))
     assert rand[0]["argmax"] == pytest.approx(rand[0]["coverage"])

@@ -1,0 +1,86 @@
+"""Collect a sweep into one tidy table: one row per (job, selection rule, budget k).
+
+    python -m search.collect multirun/2026-11-23/11-00-00        # writes results.parquet and results.csv there
+
+Every config axis is its own column, read from the plain fields of each job's summary.json (noise parameters
+included, never parsed out of a name). Plots read only this table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from search.pool import RULES
+
+NOISE_COLUMNS = ("tpr", "fpr", "mu_right", "mu_wrong", "sigma_right", "sigma_wrong", "eps")
+"""Noise parameters, each a column (empty where the job's noise family has no such parameter)."""
+
+
+def job_rows(summary: dict, job: str) -> list[dict]:
+    """The rows of one job's summary."""
+    cfg = summary["config"]
+    noise = summary.get("noise", {"noise": "none"})
+    base = {
+        "job": job,
+        "task": summary["task"],
+        "strategy": summary["strategy"],
+        "verifier": summary["verifier_base"],
+        "noise": noise.get("noise", "none"),
+        **{col: noise.get(col) for col in NOISE_COLUMNS},
+        "fp_cost": summary.get("fp_cost", 0.0),
+        "seed": cfg.get("seed"),
+        "pool_size": cfg.get("strategy", {}).get("pool_size"),
+        "n_problems": summary["n_problems"],
+        "policy": summary["policy_model_id"],
+        **{f"difficulty_{k}": v for k, v in cfg.get("task", {}).get("difficulty", {}).items() if k != "_target_"},
+    }
+    rows = []
+    for b in summary.get("budgets", []):
+        for rule in RULES:
+            row = dict(base, selection=rule, k=b["k"], accuracy=b[rule], accuracy_lo=b[f"{rule}_lo"],
+                       accuracy_hi=b[f"{rule}_hi"], closed_form=b.get(f"{rule}_closed_form"),
+                       policy_tokens=b["policy_tokens"], verifier_tokens=b["verifier_tokens"], flops=b["flops"])
+            if rule == "accept":
+                row.update(reward=b["accept_reward"], reward_lo=b["accept_reward_lo"],
+                           reward_hi=b["accept_reward_hi"], reward_closed_form=b.get("accept_reward_closed_form"),
+                           abstain_rate=b["abstain"], false_positive_rate=b["false_positive"])
+            else:   # every other rule always answers: its reward is its accuracy
+                row.update(reward=b[rule], reward_lo=b[f"{rule}_lo"], reward_hi=b[f"{rule}_hi"],
+                           abstain_rate=0.0, false_positive_rate=None)
+            rows.append(row)
+    return rows
+
+
+def collect(sweep_dir: Path):
+    """The sweep's table as a pandas DataFrame (jobs in directory order)."""
+    import pandas as pd
+
+    summaries = sorted(Path(sweep_dir).rglob("summary.json"), key=lambda p: (len(p.parts), str(p)))
+    rows = []
+    for path in summaries:
+        rows += job_rows(json.loads(path.read_text()), str(path.parent.relative_to(sweep_dir)))
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m search.collect", description=__doc__.split("\n\n")[0])
+    ap.add_argument("sweep_dir", type=Path, help="a sweep (or run) directory holding summary.json files")
+    ap.add_argument("--out", type=Path, default=None, help="output directory (default: the sweep directory)")
+    args = ap.parse_args(argv)
+    table = collect(args.sweep_dir) if args.sweep_dir.is_dir() else None
+    if table is None or table.empty:
+        print(f"error: no finished job (summary.json with per-budget rows) under {args.sweep_dir}: give the "
+              f"directory of a sweep (multirun/DATE/TIME) or a run", file=sys.stderr)
+        return 2
+    out = args.out or args.sweep_dir
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out / "results.parquet", index=False)
+    table.to_csv(out / "results.csv", index=False)
+    print(f"{len(table)} rows from {table['job'].nunique()} jobs -> {out / 'results.parquet'}, {out / 'results.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
