@@ -20,10 +20,17 @@ def options(group):
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_builds(group, option):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        overrides = [f"{group}={option}"]
+        # sweep presets are not in the defaults list: they are added with +sweep=NAME
+        overrides = [f"+{group}={option}" if group == "sweep" else f"{group}={option}"]
         if (group, option) == ("policy", "remote"):
             overrides += ["policy.base_urls=[http://127.0.0.1:1]", "policy.model=m", "policy.n_params=1"]
         cfg = compose(config_name="config", overrides=overrides)
+    if group == "sweep":
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            hydra_cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        assert hydra_cfg.hydra.sweeper.params, option          # a preset that sweeps nothing is a mistake
+        instantiate(cfg.strategy).check_budgets(list(cfg.budgets))
+        return
     assert cfg[group] is not None
     if group not in NEEDS_SERVER:
         task = instantiate(cfg.task)
