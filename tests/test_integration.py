@@ -91,6 +91,10 @@ def test_cli_multirun_reuses_one_warm_server(tmp_path, monkeypatch, capsys):
     table = pd.read_parquet(tmp_path / "results.parquet")
     assert len(table) == 2 * 5 * 4 and set(table["verifier"]) == {"outcome_oracle", "random"}
     assert set(table["selection"]) == {"coverage", "argmax", "majority", "weighted", "accept"}
+    from plots.sweep_curves import plot_table
+
+    figures = plot_table(tmp_path / "results.parquet", tmp_path / "figures")
+    assert all(p.stat().st_size > 10_000 for p in figures) and len(figures) == 2
     csv = pd.read_csv(tmp_path / "results.csv")
     assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
     assert (csv["accuracy"] - table["accuracy"]).abs().max() < 1e-12
