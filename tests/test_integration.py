@@ -130,3 +130,28 @@ def test_rescoring_a_cached_pool_sends_no_generation_request(tmp_path):
     # the ledger still charges each cached pool what it cost when it was generated
     assert again["ledger_totals"]["completion_tokens"] == first["ledger_totals"]["completion_tokens"]
     assert [r["policy_tokens"] for r in again["budgets"]] == [r["policy_tokens"] for r in first["budgets"]]
+
+
+def test_an_interrupted_sweep_resumes_to_exactly_the_uninterrupted_table(tmp_path, monkeypatch):
+    """A kill leaves whole record lines, at most one torn last line, and jobs without summary.json; running the
+    sweep again into the same directory must give the very table an uninterrupted run gives."""
+    import pandas as pd
+
+    from search.collect import collect
+
+    def sweep(sweep_dir):
+        monkeypatch.setattr(sys, "argv", ["search.run", "-m", *SMALL, "noise=flip", "noise.fpr=0.1,0.3",
+                                          f"cache_path={tmp_path / 'cache.sqlite'}", f"hydra.sweep.dir={sweep_dir}"])
+        main()
+
+    sweep(tmp_path / "clean")
+    sweep(tmp_path / "killed")
+    killed = tmp_path / "killed"
+    (killed / "1" / "summary.json").unlink()                          # job 1 never finished
+    records = (killed / "1" / "records.jsonl").read_text().splitlines()
+    (killed / "1" / "records.jsonl").write_text("\n".join(records[:2]) + "\n" + records[2][:40])   # torn line
+    sweep(killed)
+    clean, resumed = collect(tmp_path / "clean"), collect(killed)
+    assert len(resumed) == len(clean) == 2 * 5 * 4
+    pd.testing.assert_frame_equal(clean, resumed)
+    assert len((killed / "1" / "records.jsonl").read_text().splitlines()) == 6     # nothing duplicated
