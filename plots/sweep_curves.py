@@ -14,11 +14,11 @@ NOISE_AXES = ("noise", "tpr", "fpr", "mu_right", "sigma_right", "sigma_wrong", "
 """The columns that say which noise a row had."""
 
 
-def _label(row) -> str:
+def _label(row, varying) -> str:
+    """The noise family and the parameters that differ between the sweep's settings (the rest go in the title)."""
     import pandas as pd
 
-    parts = [row["noise"]] + [f"{c}={row[c]:g}" for c in NOISE_AXES[1:] if c in row and pd.notna(row[c])]
-    return " ".join(parts)
+    return " ".join([row["noise"]] + [f"{c}={row[c]:g}" for c in varying if pd.notna(row[c])])
 
 
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
@@ -43,6 +43,9 @@ def plot_table(table_path: Path, out_dir: Path, rule: str = "argmax") -> list[Pa
     axes = [c for c in NOISE_AXES if c in table]
     rows = table[table["selection"] == rule]
     settings = rows[axes].drop_duplicates(ignore_index=True)
+    varying = [c for c in axes[1:] if settings[c].nunique(dropna=False) > 1]
+    fixed = ", ".join(f"{c}={settings[c].iloc[0]:g}" for c in axes[1:]
+                      if c not in varying and pd.notna(settings[c].iloc[0]))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colours = plt.cm.viridis([i / max(1, len(settings) - 1) for i in range(len(settings))])
     for colour, (_, setting) in zip(colours, settings.iterrows()):
@@ -50,7 +53,7 @@ def plot_table(table_path: Path, out_dir: Path, rule: str = "argmax") -> list[Pa
         for c in axes:
             sel = sel[sel[c].isna()] if pd.isna(setting[c]) else sel[sel[c] == setting[c]]
         sel = sel.groupby("k", as_index=False)[["accuracy", "accuracy_lo", "accuracy_hi", "closed_form"]].mean()
-        ax.plot(sel["k"], sel["accuracy"], "-o", ms=3, color=colour, label=_label(setting))
+        ax.plot(sel["k"], sel["accuracy"], "-o", ms=3, color=colour, label=_label(setting, varying))
         ax.fill_between(sel["k"], sel["accuracy_lo"], sel["accuracy_hi"], color=colour, alpha=0.12, lw=0)
         if sel["closed_form"].notna().all():
             ax.plot(sel["k"], sel["closed_form"], "--", color=colour, lw=1)
@@ -59,8 +62,8 @@ def plot_table(table_path: Path, out_dir: Path, rule: str = "argmax") -> list[Pa
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("budget k (samples per problem)")
     ax.set_ylabel(f"accuracy of {rule} (share of problems)")
-    ax.set_title(f"{rule} under verifier noise: measured (solid, 95% bootstrap band) and closed form (dashed)",
-                 fontsize=9)
+    ax.set_title(f"{rule} under verifier noise{' (' + fixed + ')' if fixed else ''}\n"
+                 "measured: solid, 95% bootstrap band; closed form: dashed", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, frameon=False, ncol=2)
     fig.tight_layout()
