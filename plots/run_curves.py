@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from plots import save_figure
+
 RULE_STYLE = {
     "coverage": ("coverage (pass@k)", "black", "-"),
     "argmax": ("best-of-k (argmax of verifier)", "tab:blue", "-"),
@@ -52,10 +54,6 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     fig.suptitle(f"{summary['task']}, {summary['n_problems']} problems: policy {summary['policy_model_id']}, "
                  f"verifier {summary['verifier']} (bands: 95% bootstrap over problems)", fontsize=9)
     fig.tight_layout()
-    written = []
-    for ext in ("png", "svg"):
-        path = out_dir / f"scaling.{ext}"
-        fig.savefig(path, dpi=150)
-        written.append(path)
+    written = save_figure(fig, out_dir, "scaling")
     plt.close(fig)
     return written

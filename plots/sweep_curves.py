@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from plots import save_figure
+
 NOISE_AXES = ("noise", "tpr", "fpr", "mu_right", "sigma_right", "sigma_wrong", "eps")
 """The columns that say which noise a row had."""
 
@@ -19,14 +21,6 @@ def _label(row, varying) -> str:
     import pandas as pd
 
     return " ".join([row["noise"]] + [f"{c}={row[c]:g}" for c in varying if pd.notna(row[c])])
-
-
-def _save(fig, out_dir: Path, name: str) -> list[Path]:
-    paths = []
-    for ext in ("png", "svg"):
-        paths.append(out_dir / f"{name}.{ext}")
-        fig.savefig(paths[-1], dpi=150)
-    return paths
 
 
 def plot_table(table_path: Path, out_dir: Path, rule: str = "argmax") -> list[Path]:
@@ -67,7 +61,7 @@ def plot_table(table_path: Path, out_dir: Path, rule: str = "argmax") -> list[Pa
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, frameon=False, ncol=2)
     fig.tight_layout()
-    written += _save(fig, out_dir, f"noise_vs_k_{rule}")
+    written += save_figure(fig, out_dir, f"noise_vs_k_{rule}")
     plt.close(fig)
 
     accept = table[table["selection"] == "accept"]
@@ -94,6 +88,6 @@ def plot_table(table_path: Path, out_dir: Path, rule: str = "argmax") -> list[Pa
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, frameon=False)
         fig.tight_layout()
-        written += _save(fig, out_dir, "reward_vs_k")
+        written += save_figure(fig, out_dir, "reward_vs_k")
         plt.close(fig)
     return written

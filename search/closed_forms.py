@@ -10,11 +10,10 @@ from typing import Sequence
 import numpy as np
 
 
-def _flip_terms(p: float, tpr: float, fpr: float):
+def _flip_terms(p: float, tpr: float, fpr: float) -> tuple[float, float]:
+    """(r, PPV): the chance a sample is rejected, and the chance an accepted sample is right."""
     q1, q0 = p * tpr, (1 - p) * fpr
-    r = 1.0 - q1 - q0
-    ppv = q1 / (q1 + q0) if q1 + q0 > 0 else 0.0
-    return q1, q0, r, ppv
+    return 1.0 - q1 - q0, (q1 / (q1 + q0) if q1 + q0 > 0 else 0.0)
 
 
 def flip_accuracy(p: float, tpr: float, fpr: float, ks: Sequence[int], abstain: bool) -> np.ndarray:
@@ -22,7 +21,7 @@ def flip_accuracy(p: float, tpr: float, fpr: float, ks: Sequence[int], abstain: 
     scores 0: ``PPV (1 - r^k)``; without, a random sample is taken: ``+ r^(k-1) p (1 - TPR)`` (this is argmax with
     ties broken uniformly)."""
     ks = np.asarray(ks, dtype=float)
-    _, _, r, ppv = _flip_terms(p, tpr, fpr)
+    r, ppv = _flip_terms(p, tpr, fpr)
     acc = ppv * (1 - r**ks)
     if not abstain:
         acc = acc + r ** (ks - 1) * p * (1 - tpr)
@@ -31,20 +30,20 @@ def flip_accuracy(p: float, tpr: float, fpr: float, ks: Sequence[int], abstain: 
 
 def flip_abstain_rate(p: float, tpr: float, fpr: float, ks: Sequence[int]) -> np.ndarray:
     """Chance that no sample of k is accepted: ``r^k``."""
-    _, _, r, _ = _flip_terms(p, tpr, fpr)
+    r, _ = _flip_terms(p, tpr, fpr)
     return r ** np.asarray(ks, dtype=float)
 
 
 def flip_utility(p: float, tpr: float, fpr: float, cost: float, ks: Sequence[int]) -> np.ndarray:
     """Expected reward with +1 for a right answer, -cost for an accepted wrong one, 0 for abstaining:
     ``v (1 - r^k)`` with ``v = PPV (1 + cost) - cost``."""
-    _, _, r, ppv = _flip_terms(p, tpr, fpr)
+    r, ppv = _flip_terms(p, tpr, fpr)
     return (ppv * (1 + cost) - cost) * (1 - r ** np.asarray(ks, dtype=float))
 
 
 def rejection_sampling_cost(p: float, tpr: float, fpr: float, ks: Sequence[int]) -> np.ndarray:
     """Expected samples drawn when stopping at the first accept, at most k: ``(1 - r^k) / (1 - r)``."""
-    _, _, r, _ = _flip_terms(p, tpr, fpr)
+    r, _ = _flip_terms(p, tpr, fpr)
     ks = np.asarray(ks, dtype=float)
     return ks if r >= 1 else (1 - r**ks) / (1 - r)
 

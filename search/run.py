@@ -62,9 +62,9 @@ def solve_one(problem: Problem, task, policy, strategy, verifier, cfg: DictConfi
     }
     if getattr(strategy, "evaluates_pool", False):
         record["by_k"] = evaluate_pool(
-            [c.answer for c in pool], correct, final_scores, list(cfg.budgets),
+            record["pool"]["answer"], correct, final_scores, list(cfg.budgets),
             prompt_tokens=pool[0].prompt_tokens if pool else 0,
-            completion_tokens=[c.completion_tokens for c in pool], verifier_tokens=ledger.verifier_tokens,
+            completion_tokens=record["pool"]["completion_tokens"], verifier_tokens=ledger.verifier_tokens,
             policy_params=policy.n_params, verifier_params=verifier.n_params, fp_cost=cfg.fp_cost,
             weighted_draws=cfg.weighted_vote_draws, seed=derive_seed(cfg.seed, "weighted", problem.id))
         if getattr(getattr(verifier, "verifier", None), "exact", False):
