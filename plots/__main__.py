@@ -1,7 +1,7 @@
 """Plot a run's scaling curves, or a collected sweep table's noise and reward curves.
 
     python -m plots RUN_DIR [--out DIR]                  # scaling.png/svg of one run
-    python -m plots SWEEP_DIR/results.parquet --out DIR  # noise_vs_k_*.png, reward_vs_k.png
+    python -m plots SWEEP_DIR/results.parquet --out DIR  # every figure the table supports (plots/sweep_curves.py)
 """
 import argparse
 import sys
@@ -17,8 +17,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: the run directory)")
     args = ap.parse_args(argv)
     if args.run_dir.suffix == ".parquet" and args.run_dir.is_file():
-        for path in plot_table(args.run_dir, args.out or args.run_dir.parent):
-            print(path)
+        for figure in plot_table(args.run_dir, args.out or args.run_dir.parent):
+            print(figure.paths[0])
         return 0
     if not (args.run_dir / "summary.json").is_file():
         print(f"error: no summary.json in {args.run_dir}: give the output directory of a finished run or a "

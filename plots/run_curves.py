@@ -9,24 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from plots import save_figure
-
-RULE_STYLE = {
-    "coverage": ("coverage (pass@k)", "black", "-"),
-    "argmax": ("best-of-k (argmax of verifier)", "tab:blue", "-"),
-    "majority": ("majority vote", "tab:orange", "-"),
-    "weighted": ("verifier-weighted vote", "tab:green", "--"),
-}
-"""Label, colour and line style of each selection rule, shared by every figure."""
+from plots import RULE_STYLE, pyplot, save_figure
 
 
 def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     """Draw the run's curves; return the files written (PNG and SVG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
     rows = summary.get("budgets")
     if not rows:
@@ -39,6 +27,8 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
                              (axes[1], "flops", "policy + verifier FLOPs per problem")):
         xs = ks if xkey == "k" else [r["flops"] for r in rows]
         for rule, (label, colour, style) in RULE_STYLE.items():
+            if rule == "accept":        # run figures show the rules of the printed table
+                continue
             ys = [r[rule] for r in rows]
             ax.plot(xs, ys, style, color=colour, marker="o", ms=3, label=label)
             ax.fill_between(xs, [r[f"{rule}_lo"] for r in rows], [r[f"{rule}_hi"] for r in rows],
@@ -54,6 +44,4 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     fig.suptitle(f"{summary['task']}, {summary['n_problems']} problems: policy {summary['policy_model_id']}, "
                  f"verifier {summary['verifier']} (bands: 95% bootstrap over problems)", fontsize=9)
     fig.tight_layout()
-    written = save_figure(fig, out_dir, "scaling")
-    plt.close(fig)
-    return written
+    return save_figure(fig, out_dir, "scaling")

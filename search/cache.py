@@ -94,6 +94,8 @@ class CachedPolicy:
         """Prompts answered from the cache."""
         self.misses = 0
         """Prompts sent to the policy (generation requests)."""
+        self.generated_tokens = 0
+        """Completion tokens the policy generated for those requests (cache hits generate none)."""
         self._lock = threading.Lock()
 
     def __getattr__(self, name):
@@ -102,9 +104,11 @@ class CachedPolicy:
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
         if params.seed is None:
+            fresh = self.policy.generate(prompts, params)
             with self._lock:
                 self.misses += len(prompts)
-            return self.policy.generate(prompts, params)
+                self.generated_tokens += sum(g.usage.completion_tokens for g in fresh)
+            return fresh
         keys = [cache_key(self.model_id, p, params) for p in prompts]
         found = self.cache.get_many(list(set(keys)))
         missing = [i for i, k in enumerate(keys) if k not in found]
@@ -116,4 +120,6 @@ class CachedPolicy:
         with self._lock:
             self.hits += len(prompts) - len(missing)
             self.misses += len(missing)
+            if missing:
+                self.generated_tokens += sum(g.usage.completion_tokens for g in fresh)
         return [found[k] for k in keys]

@@ -18,6 +18,11 @@ NOISE_COLUMNS = ("tpr", "fpr", "mu_right", "mu_wrong", "sigma_right", "sigma_wro
 """Noise parameters, each a column (empty where the job's noise family has no such parameter)."""
 
 
+OPTIONAL_FLOATS = NOISE_COLUMNS + ("noise_seed", "closed_form", "band_lo", "band_hi", "reward_closed_form",
+                                   "reward_band_lo", "reward_band_hi", "false_positive_rate")
+"""Numeric columns that only some rows fill (a closed form exists only for noise on an exact verifier)."""
+
+
 def job_rows(summary: dict, job: str) -> list[dict]:
     """The rows of one job's summary."""
     cfg = summary["config"]
@@ -30,21 +35,30 @@ def job_rows(summary: dict, job: str) -> list[dict]:
         "noise": noise.get("noise", "none"),
         **{col: noise.get(col) for col in NOISE_COLUMNS},
         "fp_cost": summary.get("fp_cost", 0.0),
+        "overrides": " ".join(o for o in summary.get("overrides", []) if not o.startswith("+sweep=")),
         "seed": cfg.get("seed"),
+        "pool_seed": cfg.get("strategy", {}).get("seed"),
+        "noise_seed": noise.get("seed"),
         "pool_size": cfg.get("strategy", {}).get("pool_size"),
         "n_problems": summary["n_problems"],
         "policy": summary["policy_model_id"],
         **{f"difficulty_{k}": v for k, v in cfg.get("task", {}).get("difficulty", {}).items() if k != "_target_"},
+        "generation_requests": summary.get("generation_requests"),
+        "generated_tokens": summary.get("generated_tokens"),
+        "cache_hits": summary.get("cache_hits"),
+        "job_wall_s": summary.get("wall_s"),
     }
     rows = []
     for b in summary.get("budgets", []):
         for rule in RULES:
             row = dict(base, selection=rule, k=b["k"], accuracy=b[rule], accuracy_lo=b[f"{rule}_lo"],
                        accuracy_hi=b[f"{rule}_hi"], closed_form=b.get(f"{rule}_closed_form"),
+                       band_lo=b.get(f"{rule}_band_lo"), band_hi=b.get(f"{rule}_band_hi"),
                        policy_tokens=b["policy_tokens"], verifier_tokens=b["verifier_tokens"], flops=b["flops"])
             if rule == "accept":
                 row.update(reward=b["accept_reward"], reward_lo=b["accept_reward_lo"],
                            reward_hi=b["accept_reward_hi"], reward_closed_form=b.get("accept_reward_closed_form"),
+                           reward_band_lo=b.get("accept_reward_band_lo"), reward_band_hi=b.get("accept_reward_band_hi"),
                            abstain_rate=b["abstain"], false_positive_rate=b["false_positive"])
             else:   # every other rule always answers: its reward is its accuracy
                 row.update(reward=b[rule], reward_lo=b[f"{rule}_lo"], reward_hi=b[f"{rule}_hi"],
@@ -61,7 +75,11 @@ def collect(sweep_dir: Path):
     rows = []
     for path in summaries:
         rows += job_rows(json.loads(path.read_text()), str(path.parent.relative_to(sweep_dir)))
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    for col in OPTIONAL_FLOATS:     # empty in some jobs: keep them numeric (NaN), never an object column of None
+        if col in table:
+            table[col] = pd.to_numeric(table[col]).astype(float)
+    return table
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,7 @@ every job of a multirun in the same process (``search.server.get_server``), so w
 from __future__ import annotations
 
 import threading
+import time
 from typing import Sequence
 
 from search import checkpoint as ckpt
@@ -26,13 +27,17 @@ class ManagedPolicy:
     def __init__(self, start, model_id: str, n_params: int, checkpoint_hash: str):
         self._start, self._client, self._lock = start, None, threading.Lock()
         self.model_id, self.n_params, self.checkpoint_hash = model_id, n_params, checkpoint_hash
+        self.startup_s = 0.0
+        """Seconds this client waited for its server to start (0 when the server was already warm or never used)."""
 
     @property
     def client(self) -> OpenAIPolicy:
         """The live client, starting the server if it is not running yet."""
         with self._lock:
             if self._client is None:
+                t0 = time.time()
                 self._client = self._start()
+                self.startup_s = time.time() - t0
             return self._client
 
     def generate(self, prompts, params):

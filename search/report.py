@@ -33,6 +33,14 @@ def summarize_budgets(records: Sequence[dict], resamples: int = 1000, seed: int 
             row[col] = float(np.mean([r["by_k"][col][j] for r in records]))
         for col in (c for c in records[0]["by_k"] if c.endswith("_closed_form")):
             row[col] = float(np.mean([r["by_k"][col][j] for r in records]))
+    if len(records) >= 2:
+        for col in (c for c in records[0]["by_k"] if c.endswith("_closed_form")):
+            # the simultaneous band of the measured curve: the closed form should lie inside it at every k at once
+            rule = col[: -len("_closed_form")]
+            values = np.array([r["by_k"][rule] for r in records], dtype=float)
+            lo, hi = estimators.simultaneous_band(values, n_resamples=resamples, seed=seed)
+            for j, row in enumerate(rows):
+                row[f"{rule}_band_lo"], row[f"{rule}_band_hi"] = float(lo[j]), float(hi[j])
     return rows
 
 

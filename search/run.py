@@ -149,8 +149,9 @@ def build(cfg: DictConfig, key: str, **kwargs):
         raise
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
-    """The whole run; returns the summary it wrote."""
+def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict:
+    """The whole run; returns the summary it wrote. ``overrides`` are the command-line overrides that made this job
+    (recorded so a sweep's table and report can say what each job changed)."""
     t0 = time.time()
     task = build(cfg, "task")
     strategy = build(cfg, "strategy")
@@ -172,6 +173,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 
     from tqdm import tqdm
 
+    t_setup = time.time()
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool, \
             tqdm(total=len(problems), initial=len(problems) - len(todo), desc="problems", unit="problem",
                  file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
@@ -179,6 +181,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         for fut in as_completed(futures):
             records.append(fut.result())
             bar.update(1)
+    t_solved = time.time()
 
     wanted = {p.id for p in problems}
     order = {p.id: i for i, p in enumerate(problems)}
@@ -186,6 +189,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     totals = {key: sum(r["ledger"][key] for r in recs) for key in recs[0]["ledger"]} if recs else {}
     summary = {
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "overrides": list(overrides),
         "task": task.name,
         "strategy": strategy.name,
         "verifier": getattr(verifier, "name", type(verifier).__name__),
@@ -201,12 +205,18 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "strategy_accuracy": sum(r["correct"] for r in recs) / len(recs) if recs else None,
         "ledger_totals": totals,
         "generation_requests": getattr(policy, "misses", None),
+        "generated_tokens": getattr(policy, "generated_tokens", None),
         "cache_hits": getattr(policy, "hits", None),
         "wall_s": round(time.time() - t0, 2),
     }
     if recs and "by_k" in recs[0]:
         summary["budgets"] = summarize_budgets(recs, resamples=cfg.bootstrap_resamples, seed=cfg.seed)
         summary["policy_profile"] = policy_profile(recs)
+    startup = getattr(policy, "startup_s", 0.0)
+    summary["phases_s"] = {"setup": round(t_setup - t0, 2), "server_start": round(startup, 2),
+                           "solve": round(t_solved - t_setup - startup, 2),
+                           "summarize": round(time.time() - t_solved, 2)}
+    summary["wall_s"] = round(time.time() - t0, 2)
     write_json_atomic(out_dir / "summary.json", summary)
     return summary
 
@@ -230,7 +240,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        summary = run(cfg, out_dir)
+        summary = run(cfg, out_dir, tuple(HydraConfig.get().overrides.task))
     except LabError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -91,10 +91,17 @@ def test_cli_multirun_reuses_one_warm_server(tmp_path, monkeypatch, capsys):
     table = pd.read_parquet(tmp_path / "results.parquet")
     assert len(table) == 2 * 5 * 4 and set(table["verifier"]) == {"outcome_oracle", "random"}
     assert set(table["selection"]) == {"coverage", "argmax", "majority", "weighted", "accept"}
-    from plots.sweep_curves import plot_table
+    from plots.report import write_report
 
-    figures = plot_table(tmp_path / "results.parquet", tmp_path / "figures")
-    assert all(p.stat().st_size > 10_000 for p in figures) and len(figures) == 2
+    md, page = write_report(tmp_path)              # figures and the report page, from the table alone
+    figures = sorted(tmp_path.glob("*.png"))
+    assert {"accuracy_vs_compute_0.png", "accuracy_vs_compute_1.png"} <= {p.name for p in figures}
+    assert all(p.stat().st_size > 10_000 for p in figures)
+    text = md.read_text()
+    for needle in ("## Configuration", "outcome_oracle, random", "## Accuracy at fixed budgets",
+                   "![accuracy_vs_compute_1](accuracy_vs_compute_1.png)", "| weighted | verifier=random "):
+        assert needle in text, needle
+    assert "<img src='accuracy_vs_compute_0.png'" in page.read_text()
     csv = pd.read_csv(tmp_path / "results.csv")
     assert list(csv.columns) == list(table.columns) and len(csv) == len(table)
     assert (csv["accuracy"] - table["accuracy"]).abs().max() < 1e-12
@@ -110,7 +117,8 @@ def test_noisy_verifier_curves_match_the_closed_forms_on_real_pools(tmp_path, no
     the closed form computed from each problem's measured single-sample accuracy."""
     from search import estimators
 
-    run(config(f"noise={noise}", "n_problems=80", "strategy.pool_size=16", "budgets=[1,2,4,8,16]"), tmp_path)
+    summary = run(config(f"noise={noise}", "n_problems=80", "strategy.pool_size=16", "budgets=[1,2,4,8,16]"),
+                  tmp_path)
     records = read_records(tmp_path / "records.jsonl")
     rules = ["argmax", "accept"] if noise == "flip" else ["argmax"]
     for rule in rules:
@@ -118,6 +126,15 @@ def test_noisy_verifier_curves_match_the_closed_forms_on_real_pools(tmp_path, no
         curve = [sum(col) / len(records) for col in zip(*(r["by_k"][f"{rule}_closed_form"] for r in records))]
         lo, hi = estimators.simultaneous_band(measured, seed=0)
         assert all(a - 1e-12 <= c <= b + 1e-12 for a, c, b in zip(lo, curve, hi)), (rule, lo, curve, hi)
+        # the summary carries the same check for tables and reports: the band and the averaged closed form
+        for row, c in zip(summary["budgets"], curve):
+            assert row[f"{rule}_closed_form"] == pytest.approx(c)
+            assert row[f"{rule}_band_lo"] - 1e-12 <= c <= row[f"{rule}_band_hi"] + 1e-12
+    from plots.report import closed_form_check
+    from search.collect import collect
+
+    check = closed_form_check(collect(tmp_path))
+    assert list(check["rule"]) == rules and (check["inside band at every k"] == "yes").all()
 
 
 def test_rescoring_a_cached_pool_sends_no_generation_request(tmp_path):
@@ -151,7 +168,9 @@ def test_an_interrupted_sweep_resumes_to_exactly_the_uninterrupted_table(tmp_pat
     records = (killed / "1" / "records.jsonl").read_text().splitlines()
     (killed / "1" / "records.jsonl").write_text("\n".join(records[:2]) + "\n" + records[2][:40])   # torn line
     sweep(killed)
-    clean, resumed = collect(tmp_path / "clean"), collect(killed)
+    # how a job ran (its wall time, what it asked the server for) differs after a kill; what it measured must not
+    how_it_ran = ["job_wall_s", "generation_requests", "generated_tokens", "cache_hits"]
+    clean, resumed = (collect(d).drop(columns=how_it_ran) for d in (tmp_path / "clean", killed))
     assert len(resumed) == len(clean) == 2 * 5 * 4
     pd.testing.assert_frame_equal(clean, resumed)
     assert len((killed / "1" / "records.jsonl").read_text().splitlines()) == 6     # nothing duplicated

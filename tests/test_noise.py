@@ -29,7 +29,7 @@ def test_flip_rates_and_seeding():
     assert abs(tpr - 0.8) < 4 * np.sqrt(0.8 * 0.2 / 2000) and abs(fpr - 0.3) < 4 * np.sqrt(0.3 * 0.7 / 2000)
     assert (flip.score(problem, cands).final == scores).all()                   # same seed, same noise
     assert (Flip(OutcomeOracle(TASK), 0.8, 0.3, seed=6).score(problem, cands).final != scores).any()
-    assert flip.name == "outcome_oracle+flip" and flip.params() == {"noise": "flip", "tpr": 0.8, "fpr": 0.3}
+    assert flip.name == "outcome_oracle+flip" and flip.params() == {"noise": "flip", "seed": 5, "tpr": 0.8, "fpr": 0.3}
 
 
 def test_noise_is_per_step_on_process_verifiers():

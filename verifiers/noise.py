@@ -51,7 +51,7 @@ class _Noise:
 
     def params(self) -> dict:
         """The noise parameters, as plain fields for records and tables."""
-        return {"noise": self.family}
+        return {"noise": self.family, "seed": self.seed}
 
 
 class Flip(_Noise):
@@ -69,7 +69,7 @@ class Flip(_Noise):
         return 1.0 if u < (self.tpr if right else self.fpr) else 0.0
 
     def params(self) -> dict:
-        return {"noise": self.family, "tpr": self.tpr, "fpr": self.fpr}
+        return {**super().params(), "tpr": self.tpr, "fpr": self.fpr}
 
 
 class ScoreNoise(_Noise):
@@ -102,5 +102,5 @@ class ScoreNoise(_Noise):
         return 1.0 / (1.0 + math.exp(-x)) if abs(x) < 30 else (1.0 - 1e-13 if x > 0 else 1e-13)
 
     def params(self) -> dict:
-        return {"noise": self.family, "mu_right": self.mu_right, "mu_wrong": self.mu_wrong,
+        return {**super().params(), "mu_right": self.mu_right, "mu_wrong": self.mu_wrong,
                 "sigma_right": self.sigma_right, "sigma_wrong": self.sigma_wrong, "eps": self.eps}
