@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sweep_bench.py                      # all standard presets, fresh work dir, cold cache
     .venv/bin/python bench/sweep_bench.py --sweeps noise_flip,fp_cost --set n_problems=50
+    .venv/bin/python bench/sweep_bench.py --readme-figures plots/figures     # regenerate the README's figures
 
 Runs each preset exactly as a user does (``python -m search.run -m +sweep=NAME``, then ``python -m plots.report``)
 in one fresh working directory, so the first preset starts from an empty generation cache and later presets reuse
@@ -21,7 +22,17 @@ import time
 from pathlib import Path
 
 STANDARD = ("compute", "noise_flip", "noise_contamination", "noise_gaussian", "noise_spread", "fp_cost")
-"""The standard sweep: every preset in conf/sweep/, the order chosen so pools are drawn before they are reused."""
+"""The standard sweep: every best-of-k preset in conf/sweep/, the order chosen so pools are drawn before they are
+reused (``strategies``, the step-wise comparison, is its own run: ``--sweeps strategies``)."""
+README_FIGURES = {
+    "compute": ("accuracy_vs_compute", "coverage_fit"),
+    "noise_flip": ("noise_vs_k_argmax", "accuracy_vs_noise"),
+    "noise_contamination": ("noise_vs_k_argmax",),
+    "noise_spread": ("accuracy_vs_kl",),
+    "fp_cost": ("reward_vs_k",),
+    "strategies": ("strategies_vs_compute", "strategies_by_difficulty"),
+}
+"""The figures the README shows, per preset; ``--readme-figures DIR`` copies them there as PRESET-NAME.png."""
 
 
 def run_preset(name: str, workdir: Path, extra: list[str]) -> dict:
@@ -80,6 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweeps", default=",".join(STANDARD), help="comma-separated presets from conf/sweep/")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="working directory (default: a fresh temporary one, so the cache starts cold)")
+    ap.add_argument("--readme-figures", type=Path, default=None,
+                    help="copy the README's figures of these sweeps into this directory (plots/figures)")
     ap.add_argument("--set", dest="extra", action="append", default=[],
                     help="an override added to every sweep, e.g. --set n_problems=50 (repeatable)")
     args = ap.parse_args(argv)
@@ -98,6 +111,14 @@ def main(argv=None) -> int:
         r = rows[-1]
         print(f"{name}: {r['jobs']} jobs, {r['requests']} generation requests, {r['sweep_s']:.0f} s", flush=True)
     print_table(rows)
+    if args.readme_figures:
+        import shutil
+
+        args.readme_figures.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            for fig in README_FIGURES.get(name, ()):
+                shutil.copy(workdir / "multirun" / name / f"{fig}.png", args.readme_figures / f"{name}-{fig}.png")
+                print(f"copied {args.readme_figures / f'{name}-{fig}.png'}")
     return 0
 
 

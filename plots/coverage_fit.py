@@ -24,7 +24,7 @@ def coverage_curve(table: pd.DataFrame) -> pd.DataFrame:
     """Coverage per k, averaged over distinct pools (coverage does not depend on the verifier, so jobs that share a
     pool seed share their coverage; each pool counts once)."""
     cov = table[table["selection"] == "coverage"]
-    keys = [c for c in ("pool_seed", "pool_size", "n_problems") if c in cov]
+    keys = [c for c in ("pool_seed", "budget", "n_problems") if c in cov]
     per_pool = cov.groupby(keys + ["k"], as_index=False, dropna=False)[["accuracy", "accuracy_lo", "accuracy_hi"]].first()
     return per_pool.groupby("k", as_index=False).agg(accuracy=("accuracy", "mean"), lo=("accuracy_lo", "min"),
                                                      hi=("accuracy_hi", "max"))

@@ -21,7 +21,7 @@ from plots.reward_curves import optimal_k
 from plots.sweep_curves import plot_table
 from plots.table import NOISE_AXES
 
-CONFIG_COLUMNS = ("task", "policy", "strategy", "verifier", "noise", *NOISE_AXES[1:], "fp_cost", "pool_size",
+CONFIG_COLUMNS = ("task", "policy", "strategy", "verifier", "noise", *NOISE_AXES[1:], "fp_cost", "budget",
                   "n_problems", "seed", "pool_seed", "noise_seed")
 """Config columns shown in the report: as one value when fixed, as the list of values when swept."""
 NOISE_DEPENDENT = ("argmax", "weighted", "accept")
@@ -63,7 +63,7 @@ def results_at_budgets(table: pd.DataFrame) -> pd.DataFrame:
     ks = [k for k in FIXED_BUDGETS if k in set(table["k"])] or sorted(table["k"].unique())
     rows = table[table["k"].isin(ks)]
     names = job_labels(table)
-    pool_keys = [c for c in ("pool_seed", "pool_size") if c in rows and rows[c].nunique() > 1]
+    pool_keys = [c for c in ("pool_seed", "budget") if c in rows and rows[c].nunique() > 1]
     first_job_per_pool = rows.drop_duplicates(pool_keys or ["task"])["job"]
     keep = rows[rows["selection"].isin(NOISE_DEPENDENT) | rows["job"].isin(first_job_per_pool)]
 
@@ -168,16 +168,14 @@ def render_html(blocks, title: str) -> str:
 
 def write_report(sweep_dir: Path) -> list[Path]:
     """Collect (when the table is missing or older than a job's summary), draw, and write the two pages."""
-    from search.collect import collect
+    from search.collect import write_tables
 
     sweep_dir = Path(sweep_dir)
     table_path = sweep_dir / "results.parquet"
     summaries = list(sweep_dir.rglob("summary.json"))
     if summaries and (not table_path.exists()
                       or max(p.stat().st_mtime for p in summaries) > table_path.stat().st_mtime):
-        table = collect(sweep_dir)
-        table.to_parquet(table_path, index=False)
-        table.to_csv(sweep_dir / "results.csv", index=False)
+        write_tables(sweep_dir, sweep_dir)
     table = pd.read_parquet(table_path)
     figures = plot_table(table_path, sweep_dir)
     blocks = build_blocks(table, figures, sweep_dir)

@@ -6,7 +6,9 @@
 - ``noise_vs_k_argmax``, ``noise_vs_k_accept``, ``accuracy_vs_noise``, ``accuracy_vs_kl``: accuracy under verifier
   noise beside the closed forms (plots/noise_curves.py);
 - ``reward_vs_k``: reward against k for each false-positive cost (plots/reward_curves.py);
-- ``coverage_fit``: coverage with an exponentiated power law fitted on small k (plots/coverage_fit.py).
+- ``coverage_fit``: coverage with an exponentiated power law fitted on small k (plots/coverage_fit.py);
+- ``strategies_vs_compute``, ``strategies_by_difficulty``: search strategies at equal compute, overall and per
+  difficulty bin (plots/strategy_curves.py; the second reads results_by_difficulty.parquet beside the table).
 """
 from __future__ import annotations
 
@@ -19,12 +21,19 @@ from plots.compute_curves import accuracy_vs_compute
 from plots.coverage_fit import coverage_fit
 from plots.noise_curves import accuracy_vs_kl, accuracy_vs_noise, noise_vs_k
 from plots.reward_curves import reward_vs_k
+from plots.strategy_curves import strategies_by_difficulty, strategies_vs_compute
 
 
 def plot_table(table_path: Path, out_dir: Path) -> list[Figure]:
     """Draw every figure the table supports into ``out_dir``; return them in reading order."""
     table = pd.read_parquet(table_path)
     out_dir = Path(out_dir)
+    if table["strategy"].nunique() > 1:         # a comparison of strategies: compare them, then look at best-of-k
+        figures = strategies_vs_compute(table, out_dir)
+        bins = Path(table_path).with_name("results_by_difficulty.parquet")
+        if bins.exists():
+            figures += strategies_by_difficulty(pd.read_parquet(bins), out_dir)
+        return figures + coverage_fit(table, out_dir)
     figures = accuracy_vs_compute(table, out_dir)
     figures += noise_vs_k(table, out_dir, "argmax")
     if (table["noise"] == "flip").any():

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from search.contracts import Completion, Generation, LabError, Policy, SamplingParams, Usage
+from search.contracts import Completion, Generation, LabError, Policy, SamplingParams, Usage, per_prompt
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, model_id TEXT, value TEXT NOT NULL)"
 
@@ -102,24 +102,21 @@ class CachedPolicy:
         # server_version, checkpoint_hash, requests_per_replica, ... come from the wrapped policy
         return getattr(self.policy, name)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
-        if params.seed is None:
-            fresh = self.policy.generate(prompts, params)
-            with self._lock:
-                self.misses += len(prompts)
-                self.generated_tokens += sum(g.usage.completion_tokens for g in fresh)
-            return fresh
-        keys = [cache_key(self.model_id, p, params) for p in prompts]
-        found = self.cache.get_many(list(set(keys)))
-        missing = [i for i, k in enumerate(keys) if k not in found]
+    def generate(self, prompts: Sequence[str],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
+        params = per_prompt(params, len(prompts))
+        keys = [cache_key(self.model_id, p, q) if q.seed is not None else None for p, q in zip(prompts, params)]
+        found = self.cache.get_many(list({k for k in keys if k is not None}))
+        missing = [i for i, k in enumerate(keys) if k not in found]      # unseeded prompts are never cached
+        fresh = []
         if missing:
-            fresh = self.policy.generate([prompts[i] for i in missing], params)
-            new = {keys[i]: g for i, g in zip(missing, fresh)}
+            fresh = self.policy.generate([prompts[i] for i in missing], [params[i] for i in missing])
+            new = {keys[i]: g for i, g in zip(missing, fresh) if keys[i] is not None}
             self.cache.put_many(new, self.model_id)
             found.update(new)
         with self._lock:
             self.hits += len(prompts) - len(missing)
             self.misses += len(missing)
-            if missing:
-                self.generated_tokens += sum(g.usage.completion_tokens for g in fresh)
-        return [found[k] for k in keys]
+            self.generated_tokens += sum(g.usage.completion_tokens for g in fresh)
+        by_index = dict(zip(missing, fresh))
+        return [by_index[i] if i in by_index else found[k] for i, k in enumerate(keys)]

@@ -39,7 +39,7 @@ def job_rows(summary: dict, job: str) -> list[dict]:
         "seed": cfg.get("seed"),
         "pool_seed": cfg.get("strategy", {}).get("seed"),
         "noise_seed": noise.get("seed"),
-        "pool_size": cfg.get("strategy", {}).get("pool_size"),
+        "budget": cfg.get("strategy", {}).get("budget"),
         "n_problems": summary["n_problems"],
         "policy": summary["policy_model_id"],
         **{f"difficulty_{k}": v for k, v in cfg.get("task", {}).get("difficulty", {}).items() if k != "_target_"},
@@ -48,10 +48,16 @@ def job_rows(summary: dict, job: str) -> list[dict]:
         "cache_hits": summary.get("cache_hits"),
         "job_wall_s": summary.get("wall_s"),
     }
+    return [dict(base, **row) for row in budget_rows(summary.get("budgets", []))]
+
+
+def budget_rows(budgets: list[dict]) -> list[dict]:
+    """The per-(rule, k) rows of a summary's per-budget table (a pool strategy has every rule at every k, a search
+    strategy its own rule at its budget)."""
     rows = []
-    for b in summary.get("budgets", []):
-        for rule in RULES:
-            row = dict(base, selection=rule, k=b["k"], accuracy=b[rule], accuracy_lo=b[f"{rule}_lo"],
+    for b in budgets:
+        for rule in (r for r in RULES if r in b):
+            row = dict(selection=rule, k=b["k"], n_problems=b["n_problems"], accuracy=b[rule], accuracy_lo=b[f"{rule}_lo"],
                        accuracy_hi=b[f"{rule}_hi"], closed_form=b.get(f"{rule}_closed_form"),
                        band_lo=b.get(f"{rule}_band_lo"), band_hi=b.get(f"{rule}_band_hi"),
                        policy_tokens=b["policy_tokens"], verifier_tokens=b["verifier_tokens"], flops=b["flops"])
@@ -63,23 +69,46 @@ def job_rows(summary: dict, job: str) -> list[dict]:
             else:   # every other rule always answers: its reward is its accuracy
                 row.update(reward=b[rule], reward_lo=b[f"{rule}_lo"], reward_hi=b[f"{rule}_hi"],
                            abstain_rate=0.0, false_positive_rate=None)
+            if "difficulty" in b:
+                row.update(difficulty_key=b["difficulty_key"], difficulty=b["difficulty"])
             rows.append(row)
     return rows
 
 
-def collect(sweep_dir: Path):
-    """The sweep's table as a pandas DataFrame (jobs in directory order)."""
+def collect(sweep_dir: Path, by_difficulty: bool = False):
+    """The sweep's table as a pandas DataFrame (jobs in directory order); with ``by_difficulty`` the same rows per
+    difficulty bin (columns ``difficulty_key`` and ``difficulty``)."""
     import pandas as pd
 
     summaries = sorted(Path(sweep_dir).rglob("summary.json"), key=lambda p: (len(p.parts), str(p)))
     rows = []
     for path in summaries:
-        rows += job_rows(json.loads(path.read_text()), str(path.parent.relative_to(sweep_dir)))
+        summary = json.loads(path.read_text())
+        if by_difficulty:
+            summary = dict(summary, budgets=summary.get("by_difficulty", []))
+        rows += job_rows(summary, str(path.parent.relative_to(sweep_dir)))
     table = pd.DataFrame(rows)
     for col in OPTIONAL_FLOATS:     # empty in some jobs: keep them numeric (NaN), never an object column of None
         if col in table:
             table[col] = pd.to_numeric(table[col]).astype(float)
     return table
+
+
+def write_tables(sweep_dir: Path, out: Path, table=None) -> list[str]:
+    """Write results.parquet/.csv (and results_by_difficulty.parquet/.csv when the jobs have difficulty bins) into
+    ``out``; one line per table written."""
+    table = collect(sweep_dir) if table is None else table
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out / "results.parquet", index=False)
+    table.to_csv(out / "results.csv", index=False)
+    lines = [f"{len(table)} rows from {table['job'].nunique()} jobs -> {out / 'results.parquet'}, "
+             f"{out / 'results.csv'}"]
+    bins = collect(sweep_dir, by_difficulty=True)
+    if not bins.empty:
+        bins.to_parquet(out / "results_by_difficulty.parquet", index=False)
+        bins.to_csv(out / "results_by_difficulty.csv", index=False)
+        lines.append(f"{len(bins)} rows per difficulty bin -> {out / 'results_by_difficulty.parquet'}")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -92,11 +121,8 @@ def main(argv=None) -> int:
         print(f"error: no finished job (summary.json with per-budget rows) under {args.sweep_dir}: give the "
               f"directory of a sweep (multirun/DATE/TIME) or a run", file=sys.stderr)
         return 2
-    out = args.out or args.sweep_dir
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out / "results.parquet", index=False)
-    table.to_csv(out / "results.csv", index=False)
-    print(f"{len(table)} rows from {table['job'].nunique()} jobs -> {out / 'results.parquet'}, {out / 'results.csv'}")
+    for line in write_tables(args.sweep_dir, args.out or args.sweep_dir, table):
+        print(line)
     return 0
 
 

@@ -78,6 +78,16 @@ class SamplingParams:
             raise LabError(f"sampling max_tokens={self.max_tokens} must be at least 1")
 
 
+def per_prompt(params: SamplingParams | Sequence[SamplingParams], n_prompts: int) -> list[SamplingParams]:
+    """The sampling parameters of each prompt of a ``generate`` call (one shared, or one per prompt)."""
+    if isinstance(params, SamplingParams):
+        return [params] * n_prompts
+    params = list(params)
+    if len(params) != n_prompts:
+        raise ValueError(f"{len(params)} SamplingParams for {n_prompts} prompts: give one, or one per prompt")
+    return params
+
+
 @dataclass(frozen=True)
 class Usage:
     """Token counts that one generation request consumed, as the server reported them."""
@@ -160,8 +170,11 @@ class Policy(Protocol):
     n_params: int
     """Parameter count, for the FLOPs formula of the ledger."""
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
-        """Sample ``params.n`` continuations of every prompt; one Generation per prompt, in order.
+    def generate(self, prompts: Sequence[str],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
+        """Sample ``params.n`` continuations of every prompt; one Generation per prompt, in order. ``params`` is
+        one SamplingParams for every prompt, or a sequence with one per prompt (a step-wise search gives each
+        partial solution its own seed, so that its continuations do not share the random stream of another's).
 
         Implementations send the prompts concurrently (the server batches them) and raise LabError when the
         server cannot be reached after retries."""

@@ -104,10 +104,11 @@ class MeteredPolicy:
         delim = self.task.step_delimiter
         return problem.prompt + "".join(step + delim for step in prefix)
 
-    def generate(self, problem: Problem, params: SamplingParams,
+    def generate(self, problem: Problem, params: SamplingParams | Sequence[SamplingParams],
                  prefixes: Sequence[Sequence[str]] = ((),)) -> list[list[Candidate]]:
-        """Sample ``params.n`` continuations of each partial solution (``prefixes``; by default one empty one).
-        Each candidate holds the prefix steps followed by the new ones."""
+        """Sample ``params.n`` continuations of each partial solution (``prefixes``; by default one empty one), all
+        in one call so the server batches them; ``params`` is shared or given per prefix. Each candidate holds the
+        prefix steps followed by the new ones."""
         prompts = [self.prompt_for(problem, prefix) for prefix in prefixes]
         generations = self.policy.generate(prompts, params)
         delim = self.task.step_delimiter

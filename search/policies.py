@@ -54,7 +54,7 @@ class ManagedPolicy:
 
 def managed_policy(checkpoint: str = "tiny-policy", served_model_name: str | None = None, dtype: str = "float32",
                    max_model_len: int = 256, startup_timeout_s: float = 300.0, kv_cache_gib: int = 1,
-                   extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
+                   block_size: int | None = 32, max_num_seqs: int | None = 256, extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
                    max_retries: int = 4, log_dir: str | None = None) -> ManagedPolicy:
     """A policy on a vLLM server for ``checkpoint`` (a directory or a shipped name), started on first use (or
     reused: one warm server per checkpoint and options in this process)."""
@@ -65,7 +65,8 @@ def managed_policy(checkpoint: str = "tiny-policy", served_model_name: str | Non
 
     def start() -> OpenAIPolicy:
         server = get_server(path, served_model_name=name, dtype=dtype, max_model_len=max_model_len,
-                            startup_timeout_s=startup_timeout_s, extra_args=tuple(extra_args),
+                            startup_timeout_s=startup_timeout_s, block_size=block_size,
+                            max_num_seqs=max_num_seqs, extra_args=tuple(extra_args),
                             env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log_dir)
         return OpenAIPolicy(base_urls=[server.base_url], model=name, model_id=model_id, n_params=n_params,
                             max_concurrency=max_concurrency, timeout_s=timeout_s, max_retries=max_retries)

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import httpx
 
-from search.contracts import Completion, Generation, LabError, SamplingParams, Usage
+from search.contracts import Completion, Generation, LabError, SamplingParams, Usage, per_prompt
 
 # httpx logs every request at INFO, and Hydra sets the root logger to INFO: one line per request drowns the run.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -157,12 +157,14 @@ class OpenAIPolicy:
                                               cached_prompt_tokens=int(details.get("cached_tokens") or 0),
                                               completion_tokens=total))
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: Sequence[str],
+                 params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
         """``params.n`` samples of every prompt, one request per prompt sent concurrently; results in prompt order.
+        ``params`` is shared by all prompts or given per prompt.
 
         Raises LabError when a request is rejected (4xx) or a server stays unreachable after the retries; the
         requests not yet started are then cancelled."""
-        return list(self._pool.map(lambda p: self._one(p, params), prompts))
+        return list(self._pool.map(self._one, prompts, per_prompt(params, len(prompts))))
 
     def server_version(self) -> str | None:
         """The first replica's ``/version`` (vLLM reports its version there), or None when it cannot be read."""

@@ -44,18 +44,48 @@ def summarize_budgets(records: Sequence[dict], resamples: int = 1000, seed: int 
     return rows
 
 
+def summarize_search(records: Sequence[dict], budget: int, rule: str, resamples: int = 1000,
+                     seed: int = 0) -> list[dict]:
+    """The per-budget table of a search strategy (beam, tree, MCTS, particles): one row, k = its budget, with the
+    accuracy of its own answers under ``rule`` (how it picked among its finished solutions) and the mean compute
+    each problem's ledger recorded."""
+    if not records:
+        return []
+    correct = np.array([[float(r["correct"])] for r in records])
+    lo, hi = estimators.bootstrap_ci_matrix(correct, n_resamples=resamples, seed=seed)
+    row = {"k": budget, "n_problems": len(records), rule: float(correct.mean()), f"{rule}_lo": float(lo[0]),
+           f"{rule}_hi": float(hi[0])}
+    for col in COST_COLUMNS + ("cached_prompt_tokens", "completion_tokens", "policy_requests"):
+        row[col] = float(np.mean([r["ledger"][col] for r in records]))
+    return [row]
+
+
+def summarize_by_difficulty(records: Sequence[dict], key: str, summarize) -> list[dict]:
+    """The per-budget rows again for each difficulty bin (problems grouped by ``metadata[key]``), each row tagged
+    with its bin; ``summarize`` turns a list of records into rows (summarize_budgets or summarize_search)."""
+    bins = sorted({r["metadata"].get(key) for r in records} - {None})
+    rows = []
+    for value in bins:
+        part = [r for r in records if r["metadata"].get(key) == value]
+        if len(part) >= 2:
+            rows += [dict(row, difficulty_key=key, difficulty=value) for row in summarize(part)]
+    return rows
+
+
 PRINTED = ("coverage", "argmax", "majority", "weighted")
 """The rules in the printed table (summary.json has them all)."""
 
 
 def format_table(rows: Sequence[dict], ks: Sequence[int] | None = None) -> str:
-    """A fixed-width table of the rows whose k is in ``ks`` (all rows when None)."""
-    head = f"{'k':>4}  " + "".join(f"{rule:<22}" for rule in PRINTED) + f"{'tokens/problem':>15}  {'FLOPs/problem':>13}"
+    """A fixed-width table of the rows whose k is in ``ks`` (all rows when None): the rules of PRINTED that the
+    rows have (a search strategy's rows have only its own rule)."""
+    rules = [r for r in PRINTED if rows and r in rows[0]] or [r for r in RULES if rows and r in rows[0]]
+    head = f"{'k':>4}  " + "".join(f"{rule:<22}" for rule in rules) + f"{'tokens/problem':>15}  {'FLOPs/problem':>13}"
     lines = [head]
     for row in rows:
         if ks is not None and row["k"] not in ks:
             continue
-        cells = "".join(f"{row[r]:.3f} [{row[r + '_lo']:.3f},{row[r + '_hi']:.3f}]  " for r in PRINTED)
+        cells = "".join(f"{row[r]:.3f} [{row[r + '_lo']:.3f},{row[r + '_hi']:.3f}]  " for r in rules)
         lines.append(f"{row['k']:>4}  {cells}{row['policy_tokens']:>15.1f}  {row['flops']:>13.3g}")
     return "\n".join(lines)
 

@@ -27,13 +27,14 @@ from search import closed_forms
 from search.contracts import LabError, Problem
 from search.ledger import Ledger, MeteredPolicy, MeteredVerifier
 from search.pool import evaluate_pool
-from search.report import format_table, policy_profile, summarize_budgets
+from search.report import (format_table, policy_profile, summarize_budgets, summarize_by_difficulty,
+                           summarize_search)
 from search.seeding import derive_seed
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
-def solve_one(problem: Problem, task, policy, strategy, verifier, cfg: DictConfig) -> dict:
+def solve_one(problem: Problem, task, policy, strategy, verifier, cfg: DictConfig, budgets: list[int]) -> dict:
     """Solve, grade and evaluate one problem; the record that goes to records.jsonl."""
     t0 = time.time()
     ledger = Ledger(policy_params=policy.n_params, verifier_params=verifier.n_params)
@@ -62,14 +63,14 @@ def solve_one(problem: Problem, task, policy, strategy, verifier, cfg: DictConfi
     }
     if getattr(strategy, "evaluates_pool", False):
         record["by_k"] = evaluate_pool(
-            record["pool"]["answer"], correct, final_scores, list(cfg.budgets),
+            record["pool"]["answer"], correct, final_scores, budgets,
             prompt_tokens=pool[0].prompt_tokens if pool else 0,
             completion_tokens=record["pool"]["completion_tokens"], verifier_tokens=ledger.verifier_tokens,
             policy_params=policy.n_params, verifier_params=verifier.n_params, fp_cost=cfg.fp_cost,
             weighted_draws=cfg.weighted_vote_draws, seed=derive_seed(cfg.seed, "weighted", problem.id))
         if getattr(getattr(verifier, "verifier", None), "exact", False):
             # noise on an exact oracle: the closed forms predict every curve from this problem's right-rate
-            for rule, values in closed_forms.predict(verifier.params(), record["pool_accuracy"], list(cfg.budgets),
+            for rule, values in closed_forms.predict(verifier.params(), record["pool_accuracy"], budgets,
                                                      cfg.fp_cost).items():
                 record["by_k"][f"{rule}_closed_form"] = values
     record["wall_s"] = round(time.time() - t0, 3)
@@ -127,6 +128,22 @@ def write_json_atomic(path: Path, obj: dict) -> None:
     os.replace(tmp, path)
 
 
+def resolve_budgets(budgets, strategy) -> list[int]:
+    """The budgets k a run reports. A search strategy has one, its ``budget``. A pool strategy evaluates every k
+    in ``budgets`` (checked against its pool), or by default the powers of two up to its budget and the budget."""
+    if not getattr(strategy, "evaluates_pool", False):
+        return [strategy.budget]
+    if budgets is None:
+        ks = [2**i for i in range(strategy.budget.bit_length())]
+        return ks + ([strategy.budget] if ks[-1] != strategy.budget else [])
+    ks = list(budgets)
+    if not ks or ks != sorted(set(ks)):
+        raise LabError(f"budgets {ks} must be increasing and distinct, e.g. budgets=[1,4,16,64] (or null: powers "
+                       f"of two up to strategy.budget)")
+    strategy.check_budgets(ks)
+    return ks
+
+
 def build(cfg: DictConfig, key: str, **kwargs):
     """Instantiate ``cfg[key]``, turning the errors a user can cause into one LabError line."""
     from hydra.errors import InstantiationException
@@ -155,14 +172,15 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
     t0 = time.time()
     task = build(cfg, "task")
     strategy = build(cfg, "strategy")
-    budgets = list(cfg.budgets)
-    if budgets != sorted(set(budgets)):
-        raise LabError(f"budgets {budgets} must be increasing and distinct, e.g. budgets=[1,4,16,64]")
-    strategy.check_budgets(budgets)
+    budgets = resolve_budgets(cfg.budgets, strategy)
     verifier = base_verifier = build(cfg, "verifier", task=task)
     if cfg.get("noise") and "_target_" in cfg.noise:
         verifier = build(cfg, "noise")(verifier)
+    check_verifier = getattr(strategy, "check_verifier", None)
+    if check_verifier:
+        check_verifier(verifier)
     problems = task.problems("eval", cfg.n_problems)
+    out_dir.mkdir(parents=True, exist_ok=True)
     records = RecordFile(out_dir / "records.jsonl")
     todo = [p for p in problems if p.id not in records.done]
     policy = build(cfg, "policy")
@@ -177,7 +195,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool, \
             tqdm(total=len(problems), initial=len(problems) - len(todo), desc="problems", unit="problem",
                  file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
-        futures = [pool.submit(solve_one, p, task, policy, strategy, verifier, cfg) for p in todo]
+        futures = [pool.submit(solve_one, p, task, policy, strategy, verifier, cfg, budgets) for p in todo]
         for fut in as_completed(futures):
             records.append(fut.result())
             bar.update(1)
@@ -210,8 +228,18 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
         "wall_s": round(time.time() - t0, 2),
     }
     if recs and "by_k" in recs[0]:
-        summary["budgets"] = summarize_budgets(recs, resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+        def summarize(part):
+            return summarize_budgets(part, resamples=cfg.bootstrap_resamples, seed=cfg.seed)
         summary["policy_profile"] = policy_profile(recs)
+    elif recs:
+        def summarize(part):
+            return summarize_search(part, strategy.budget, strategy.selection, resamples=cfg.bootstrap_resamples,
+                                    seed=cfg.seed)
+    if recs:
+        summary["budgets"] = summarize(recs)
+        key = getattr(task, "difficulty_key", None)
+        if key:
+            summary["by_difficulty"] = summarize_by_difficulty(recs, key, summarize)
     startup = getattr(policy, "startup_s", 0.0)
     summary["phases_s"] = {"setup": round(t_setup - t0, 2), "server_start": round(startup, 2),
                            "solve": round(t_solved - t_setup - startup, 2),
@@ -226,9 +254,11 @@ def print_summary(summary: dict, cfg: DictConfig, out_dir: Path) -> None:
           f"strategy {summary['strategy']} | verifier {summary['verifier']} | {summary['wall_s']:.0f} s")
     if "budgets" in summary:
         print("mean over problems [95% bootstrap interval]; tokens and FLOPs are what k samples cost per problem")
-        print(format_table(summary["budgets"], list(cfg.report_budgets) or None))
-        prof = summary["policy_profile"]
-        print("policy: " + "  ".join(f"{k}={v:.3f}" for k, v in prof.items()))
+        ks = [r["k"] for r in summary["budgets"]]
+        shown = [k for k in cfg.report_budgets if k in ks] or None
+        print(format_table(summary["budgets"], shown))
+        if "policy_profile" in summary:
+            print("policy: " + "  ".join(f"{k}={v:.3f}" for k, v in summary["policy_profile"].items()))
     print(f"records: {out_dir / 'records.jsonl'}\nsummary: {out_dir / 'summary.json'}")
     if (out_dir / "scaling.png").exists():
         print(f"figure:  {out_dir / 'scaling.png'}")
@@ -244,7 +274,7 @@ def hydra_main(cfg: DictConfig) -> None:
     except LabError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    if "budgets" in summary:
+    if "policy_profile" in summary:     # a pool strategy: curves over k
         from plots.run_curves import plot_run
 
         plot_run(out_dir)

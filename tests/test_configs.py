@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from search.run import CONF_DIR
+from search.run import CONF_DIR, resolve_budgets
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
 NEEDS_SERVER = {"policy"}          # building a policy starts or contacts a server: covered by the integration test
@@ -29,7 +29,7 @@ def test_every_option_composes_and_builds(group, option):
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             hydra_cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
         assert hydra_cfg.hydra.sweeper.params, option          # a preset that sweeps nothing is a mistake
-        instantiate(cfg.strategy).check_budgets(list(cfg.budgets))
+        resolve_budgets(cfg.budgets, instantiate(cfg.strategy))
         return
     assert cfg[group] is not None
     if group not in NEEDS_SERVER:
@@ -44,7 +44,7 @@ def test_every_option_composes_and_builds(group, option):
             built = instantiate(cfg[group])
         assert built is not None
     if group == "strategy":
-        instantiate(cfg.strategy).check_budgets(list(cfg.budgets))
+        resolve_budgets(cfg.budgets, instantiate(cfg.strategy))
 
 
 def run_cli(*args, timeout=120):
@@ -76,7 +76,7 @@ def test_unknown_key(tmp_path):
 
 def test_budget_larger_than_the_pool(tmp_path):
     line = one_error_line(run_cli("budgets=[1,128]", f"hydra.run.dir={tmp_path}"))
-    assert "pool_size" in line and "128" in line
+    assert "budget" in line and "128" in line
 
 
 def test_missing_checkpoint(tmp_path):
@@ -94,3 +94,8 @@ def test_unreachable_server(tmp_path):
 def test_remote_policy_without_its_required_fields(tmp_path):
     line = one_error_line(run_cli("policy=remote", f"hydra.run.dir={tmp_path}"))
     assert "base_urls" in line
+
+
+def test_stepwise_strategy_with_an_outcome_verifier_stops_with_one_line(tmp_path):
+    line = one_error_line(run_cli("strategy=mcts", "verifier=outcome_oracle", f"hydra.run.dir={tmp_path}"))
+    assert "mcts needs a process verifier" in line and "verifier=process_oracle" in line

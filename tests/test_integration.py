@@ -13,7 +13,7 @@ from search import server as server_mod
 from search.run import CONF_DIR, main, run
 
 pytestmark = pytest.mark.server
-SMALL = ["n_problems=6", "strategy.pool_size=8", "budgets=[1,2,4,8]", "report_budgets=[1,8]", "cache_path=null"]
+SMALL = ["n_problems=6", "strategy.budget=8", "budgets=[1,2,4,8]", "report_budgets=[1,8]", "cache_path=null"]
 
 
 def config(*overrides):
@@ -50,7 +50,7 @@ def test_best_of_k_end_to_end(tmp_path):
     # budget k is charged what k samples cost: the prompt once plus k mean completions
     assert rows[3]["policy_tokens"] > rows[0]["policy_tokens"] * 4
     assert summary["versions"]["vllm_server"] and summary["checkpoint_hash"]
-    assert summary["config"]["strategy"]["pool_size"] == 8          # config as plain fields
+    assert summary["config"]["strategy"]["budget"] == 8          # config as plain fields
 
 
 def test_same_seed_same_pool_and_resume_does_no_new_work(tmp_path):
@@ -117,7 +117,7 @@ def test_noisy_verifier_curves_match_the_closed_forms_on_real_pools(tmp_path, no
     the closed form computed from each problem's measured single-sample accuracy."""
     from search import estimators
 
-    summary = run(config(f"noise={noise}", "n_problems=80", "strategy.pool_size=16", "budgets=[1,2,4,8,16]"),
+    summary = run(config(f"noise={noise}", "n_problems=80", "strategy.budget=16", "budgets=[1,2,4,8,16]"),
                   tmp_path)
     records = read_records(tmp_path / "records.jsonl")
     rules = ["argmax", "accept"] if noise == "flip" else ["argmax"]

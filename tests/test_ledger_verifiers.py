@@ -73,14 +73,14 @@ def test_metered_verifier_charges_and_rejects_contract_breaks():
 def test_best_of_k_samples_one_pool_with_a_problem_seed():
     policy = ScriptedPolicy({PROBLEM.prompt: [(RIGHT, 1), (WRONG, 3), (BROKEN, 1)]})
     ledger = Ledger(policy_params=policy.n_params)
-    strat = BestOfK(pool_size=16, selection="majority")
+    strat = BestOfK(budget=16, selection="majority")
     sel = strat.solve(PROBLEM, MeteredPolicy(policy, TASK, ledger), MeteredVerifier(OutcomeOracle(TASK), ledger))
     assert len(sel.candidates) == 16 and len(policy.calls) == 1 and policy.calls[0][1].n == 16
     assert sel.answer == "76"          # the systematic wrong answer wins the vote
-    argmax = BestOfK(pool_size=16, selection="argmax").solve(
+    argmax = BestOfK(budget=16, selection="argmax").solve(
         PROBLEM, MeteredPolicy(policy, TASK, ledger), MeteredVerifier(OutcomeOracle(TASK), ledger))
     assert argmax.answer == "66"
-    with pytest.raises(LabError, match="pool_size"):
+    with pytest.raises(LabError, match="budget"):
         strat.check_budgets([1, 32])
     with pytest.raises(LabError, match="selection"):
         BestOfK(selection="best")

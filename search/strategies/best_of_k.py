@@ -1,6 +1,6 @@
 """Best-of-k from one pool: draw n samples once, score them, and let the runner evaluate every budget k <= n.
 
-    python -m search.run strategy=best_of_k strategy.pool_size=64 budgets=[1,4,16,64]
+    python -m search.run strategy=best_of_k strategy.budget=64 budgets=[1,4,16,64]
 
 The strategy itself only samples the pool and scores it. The per-budget numbers (coverage, argmax of the verifier,
 majority and weighted vote) are the exact subset estimators of ``search.estimators`` applied by ``search.pool``, and
@@ -20,8 +20,9 @@ from search.seeding import derive_seed
 class BestOfK:
     """Sample a pool, score it, pick by a selection rule."""
 
-    pool_size: int = 64
-    """n, the samples drawn per problem; every budget k in the run's ``budgets`` must be <= n."""
+    budget: int = 64
+    """The budget knob every strategy shares, in samples per problem: here the pool size n. Every k <= n in the
+    run's ``budgets`` is evaluated from the one pool."""
     selection: str = "argmax"
     """Which rule gives the strategy's own final answer on the whole pool: ``argmax`` (highest verifier score),
     ``majority`` (most frequent answer) or ``weighted`` (highest summed verifier score). Every rule is evaluated at
@@ -39,19 +40,19 @@ class BestOfK:
     evaluates_pool = True
 
     def __post_init__(self) -> None:
-        if self.pool_size < 1:
-            raise LabError(f"strategy.pool_size={self.pool_size} must be at least 1")
+        if self.budget < 1:
+            raise LabError(f"strategy.budget={self.budget} must be at least 1")
         if self.selection not in ("argmax", "majority", "weighted"):
             raise LabError(f"unknown strategy.selection '{self.selection}': use argmax, majority or weighted")
 
     def check_budgets(self, budgets: list[int]) -> None:
-        too_big = [k for k in budgets if k > self.pool_size]
+        too_big = [k for k in budgets if k > self.budget]
         if too_big or any(k < 1 for k in budgets):
-            raise LabError(f"budgets {budgets} must lie in 1..pool_size={self.pool_size}: raise "
-                           f"strategy.pool_size to {max(budgets)} or drop the larger budgets")
+            raise LabError(f"budgets {budgets} must lie in 1..strategy.budget={self.budget}: raise "
+                           f"strategy.budget to {max(budgets)} or drop the larger budgets")
 
     def solve(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier) -> Selection:
-        params = SamplingParams(n=self.pool_size, temperature=self.temperature, top_p=self.top_p,
+        params = SamplingParams(n=self.budget, temperature=self.temperature, top_p=self.top_p,
                                 max_tokens=self.max_tokens, seed=derive_seed(self.seed, problem.id))
         pool = tuple(policy.generate(problem, params)[0])
         scores = verifier.score(problem, pool)

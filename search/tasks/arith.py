@@ -97,6 +97,8 @@ class ArithTask:
 
     name = "arith"
     step_delimiter = "\n"
+    difficulty_key = "n_ops"
+    """The metadata field that bins problems by difficulty in reports (the number of operations in the chain)."""
 
     def __init__(self, difficulty: Difficulty | None = None, eval_size: int = 200, eval_seed: int = 1234,
                  train_seed: int = 0):

@@ -1,0 +1,117 @@
+"""Throughput of every search path against raw vLLM sampling, measured side by side on one server in one run.
+
+    .venv/bin/python bench/throughput.py                          # starts a managed server on the tiny policy
+    .venv/bin/python bench/throughput.py --base-url http://127.0.0.1:8000 --n-problems 64 --budget 16
+
+1. raw: plain sampling straight to the server's completions endpoint (no lab code): ``budget`` samples of each
+   problem's prompt, the requests in flight together, exactly what best-of-k asks for; measured again right
+   before every lab path, so each ratio compares two neighbouring measurements on a shared, noisy machine;
+2. best-of-k through the lab (``search.run.run``: metered policy, verifier, per-k evaluation, records);
+3. each step-wise strategy through the lab, with the exact process oracle.
+
+Generated tokens per second of each path, and its ratio to raw (targets: best-of-k >= 0.9, step-wise >= 0.5).
+Each lab path also prints its requests and mean tokens per request, which is where step-wise searches lose: they
+send many short requests (one step each) where best-of-k sends one long one per problem. The generation cache is
+off, so every path really generates.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from search.checkpoint import count_params, resolve  # noqa: E402
+from search.run import CONF_DIR, run  # noqa: E402
+from search.tasks.arith import ArithTask  # noqa: E402
+
+STRATEGIES = ("beam_search", "dvts", "mcts", "particle_filtering")
+TARGETS = {"best_of_k": 0.9, **{s: 0.5 for s in STRATEGIES}}
+
+
+def raw_throughput(base_url: str, model: str, prompts: list[str], n: int, max_tokens: int,
+                   concurrency: int) -> tuple[int, float, int]:
+    """(generated tokens, seconds, requests) for plain sampling of every prompt."""
+    client = httpx.Client(base_url=base_url, timeout=300)
+
+    def one(i_prompt):
+        i, prompt = i_prompt
+        body = {"model": model, "prompt": prompt, "n": n, "temperature": 1.0, "max_tokens": max_tokens,
+                "seed": 1000 + i}
+        return client.post("/v1/completions", json=body).json()["usage"]["completion_tokens"]
+
+    t0 = time.time()
+    with ThreadPoolExecutor(concurrency) as pool:
+        tokens = sum(pool.map(one, enumerate(prompts)))
+    return tokens, time.time() - t0, len(prompts)
+
+
+def lab_throughput(base_url: str, model: str, n_params: int, strategy: str, verifier: str, n_problems: int,
+                   budget: int, concurrency: int) -> dict:
+    """Generated tokens and solve time of one lab run (server start excluded: the server is already up)."""
+    from hydra import compose, initialize_config_dir
+
+    overrides = [f"strategy={strategy}", f"verifier={verifier}", f"strategy.budget={budget}",
+                 f"n_problems={n_problems}", "cache_path=null", "policy=remote", f"policy.base_urls=[{base_url}]",
+                 f"policy.model={model}", f"policy.n_params={n_params}", f"concurrency={concurrency}",
+                 "bootstrap_resamples=100", "weighted_vote_draws=100", "seed=1"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with tempfile.TemporaryDirectory() as out:
+        summary = run(cfg, Path(out))
+    totals = summary["ledger_totals"]
+    return {"tokens": totals["completion_tokens"], "seconds": summary["phases_s"]["solve"],
+            "requests": totals["policy_requests"], "accuracy": summary["strategy_accuracy"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base-url", default=None, help="a running server (default: start a managed one)")
+    ap.add_argument("--n-problems", type=int, default=128)
+    ap.add_argument("--budget", type=int, default=16, help="samples per problem (the shared budget knob)")
+    ap.add_argument("--concurrency", type=int, default=64, help="problems in flight in the lab, requests in raw")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES))
+    args = ap.parse_args(argv)
+
+    checkpoint = resolve("tiny-policy")
+    model, n_params = "tiny-policy", count_params(checkpoint)
+    server = None
+    base_url = args.base_url
+    if base_url is None:
+        from search.server import ManagedServer
+
+        server = ManagedServer(checkpoint, served_model_name=model).start()
+        base_url = server.base_url
+    try:
+        prompts = [p.prompt for p in ArithTask().problems("eval", args.n_problems)]
+        raw_throughput(base_url, model, prompts[:8], args.budget, 96, args.concurrency)       # warm-up
+        print(f"server {base_url}, {args.n_problems} problems, budget {args.budget}, concurrency {args.concurrency}")
+        print("each path runs right after its own raw measurement; ratio = path tokens/s over that raw tokens/s")
+        print(f"{'path':<22}{'tokens':>9}{'seconds':>9}{'tokens/s':>10}{'raw tok/s':>10}{'ratio':>7}{'target':>11}"
+              f"{'requests':>10}{'tok/req':>9}{'accuracy':>10}")
+        paths = [("best_of_k", "outcome_oracle")] + [(s, "process_oracle") for s in args.strategies.split(",") if s]
+        for strategy, verifier in paths:
+            raw_tokens, raw_s, _ = raw_throughput(base_url, model, prompts, args.budget, 96, args.concurrency)
+            raw = raw_tokens / raw_s
+            r = lab_throughput(base_url, model, n_params, strategy, verifier, args.n_problems, args.budget,
+                               args.concurrency)
+            rate = r["tokens"] / r["seconds"]
+            ok = "ok" if rate / raw >= TARGETS[strategy] else "MISS"
+            print(f"{strategy:<22}{r['tokens']:>9}{r['seconds']:>9.1f}{rate:>10.0f}{raw:>10.0f}{rate / raw:>7.2f}"
+                  f"{'>=' + str(TARGETS[strategy]) + ' ' + ok:>11}{r['requests']:>10}"
+                  f"{r['tokens'] / r['requests']:>9.1f}{r['accuracy']:>10.3f}", flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

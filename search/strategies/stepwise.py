@@ -1,0 +1,190 @@
+"""The mechanics every step-wise search shares, written once: expand partial solutions by one step, score them with
+a process verifier, aggregate step scores into one number, detect finished solutions, and pick the final answer.
+
+Beam search, diverse verifier tree search, MCTS and particle filtering (the other files of this package) differ only
+in which nodes they expand, how many children each gets, and which they keep. Each expansion is one policy call for
+all the nodes a strategy expands at once (the server batches them; problems run concurrently), every node's prompt
+is the problem prompt followed by its steps (so continuations of one node share a prompt prefix for vLLM's prefix
+cache), and every node gets its own seed (so two nodes never share a random stream, and a rerun is identical).
+
+The shared budget knob, ``budget``, is in the units of best-of-k: a search of budget N spends about what N whole
+samples cost (N step continuations per round of a beam or tree search, N particles, N MCTS rollouts).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from search.contracts import Candidate, LabError, Problem, SamplingParams, Scores, Selection
+from search.ledger import MeteredPolicy, MeteredVerifier
+from search.seeding import derive_seed
+
+AGGREGATES = {
+    "last": lambda s: s[-1],
+    "min": min,
+    "prod": math.prod,
+    "mean": lambda s: sum(s) / len(s),
+}
+"""How a solution's step scores become one score: the last step's (a PRM's score of the whole prefix), the lowest,
+the product, or the mean."""
+SELECTIONS = ("argmax", "majority", "weighted")
+"""How the final answer is picked among finished solutions: the highest aggregated score, the most frequent answer,
+or the answer with the highest summed score."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """A partial or finished solution in a search."""
+
+    candidate: Candidate
+    """Its steps so far and their text; ``completion_tokens`` counts every step's tokens."""
+    step_scores: tuple[float, ...] = ()
+    """The process verifier's score of each step (empty before scoring)."""
+    score: float = 0.0
+    """The step scores aggregated into one number (``StepSearch.aggregate``)."""
+    finished: bool = False
+    """Complete: it has a final answer, or cannot go on (a step hit the token limit, no new step came, or the
+    step cap was reached)."""
+
+
+@dataclass
+class StepSearch:
+    """Fields and mechanics shared by every step-wise strategy (subclasses add their own knobs and ``solve``)."""
+
+    budget: int = 16
+    """The shared budget knob, in samples per problem (see the module docstring for what each strategy does with
+    it)."""
+    aggregate: str = "last"
+    """How step scores become a solution score: last | min | prod | mean (used for pruning and for the answer)."""
+    selection: str = "argmax"
+    """How the final answer is picked among finished solutions: argmax | majority | weighted."""
+    temperature: float = 1.0
+    """Sampling temperature of every step."""
+    top_p: float = 1.0
+    """Nucleus sampling mass of every step."""
+    step_max_tokens: int = 32
+    """Most tokens in one step; a step that reaches it ends its solution (finish reason ``length``)."""
+    max_tokens: int = 96
+    """Most tokens in a whole solution (as best-of-k's ``max_tokens``): caps a continuation to the end."""
+    max_steps: int = 12
+    """Most steps in a solution; a solution that reaches it is finished (and usually wrong)."""
+    seed: int = 0
+    """Base seed; every node's request seed derives from it, the problem and the node."""
+
+    name = "stepwise"
+    evaluates_pool = False
+    """Step-wise searches report one budget per run (their own), not every k from a pool."""
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise LabError(f"strategy.budget={self.budget} must be at least 1")
+        if self.aggregate not in AGGREGATES:
+            raise LabError(f"unknown strategy.aggregate '{self.aggregate}': use one of {', '.join(AGGREGATES)}")
+        if self.selection not in SELECTIONS:
+            raise LabError(f"unknown strategy.selection '{self.selection}': use one of {', '.join(SELECTIONS)}")
+        if self.max_steps < 1 or self.step_max_tokens < 1:
+            raise LabError("strategy.max_steps and strategy.step_max_tokens must be at least 1")
+
+    # -- checks -------------------------------------------------------------------------------------------------
+    def check_verifier(self, verifier) -> None:
+        """Refuse an outcome-only verifier: a step-wise search needs a score for every step."""
+        if verifier.kind != "process":
+            name = getattr(verifier, "name", type(verifier).__name__)
+            raise LabError(f"strategy {self.name} needs a process verifier (a score per step), but {name} is an "
+                           f"outcome verifier: use verifier=process_oracle (with any noise=...) or strategy=best_of_k")
+
+    # -- mechanics ----------------------------------------------------------------------------------------------
+    def root(self) -> Node:
+        """The empty solution every search starts from."""
+        return Node(Candidate(steps=(), answer=None, text="", prompt_tokens=0, completion_tokens=0,
+                              finish_reason=""))
+
+    def expand(self, problem: Problem, policy: MeteredPolicy, nodes: Sequence[Node], n: int | Sequence[int],
+               tag: object, greedy: bool = False, to_end: bool = False) -> list[list[Node]]:
+        """``n`` one-step continuations of each node (``n`` shared or per node), unscored, in one policy call.
+        Nodes with the same text (beams that met, resampled particles) share one request for all their children,
+        so the server sees each prefix once. ``tag`` names the round so that seeds differ between rounds;
+        ``greedy`` samples at temperature 0; ``to_end`` continues to the end of the solution instead of one step."""
+        counts = [n] * len(nodes) if isinstance(n, int) else list(n)
+        wanted: dict[str, int] = {}
+        for node, k in zip(nodes, counts):
+            wanted[node.candidate.text] = wanted.get(node.candidate.text, 0) + k
+        texts = list(wanted)
+        prefix_of = {node.candidate.text: node.candidate.steps for node in nodes}
+        stop = () if to_end else (policy.task.step_delimiter,)
+        used = {node.candidate.text: node.candidate.completion_tokens for node in nodes}
+        params = [SamplingParams(n=wanted[t], temperature=0.0 if greedy else self.temperature, top_p=self.top_p,
+                                 max_tokens=max(1, self.max_tokens - used[t]) if to_end else self.step_max_tokens,
+                                 stop=stop, seed=derive_seed(self.seed, problem.id, tag, t))
+                  for t in texts]
+        batches = dict(zip(texts, policy.generate(problem, params, [prefix_of[t] for t in texts])))
+        taken = dict.fromkeys(texts, 0)
+        out = []
+        for parent, k in zip(nodes, counts):
+            t = parent.candidate.text
+            batch, taken[t] = batches[t][taken[t]:taken[t] + k], taken[t] + k
+            children = []
+            for cand in batch:
+                cand = replace(cand, completion_tokens=parent.candidate.completion_tokens + cand.completion_tokens)
+                done = (to_end or cand.answer is not None or cand.finish_reason == "length"
+                        or len(cand.steps) <= len(parent.candidate.steps) or len(cand.steps) >= self.max_steps)
+                children.append(Node(cand, finished=done))
+            out.append(children)
+        return out
+
+    def score(self, problem: Problem, verifier: MeteredVerifier, nodes: Sequence[Node]) -> list[Node]:
+        """The nodes with their step scores and aggregated score, from one verifier call."""
+        if not nodes:
+            return []
+        scores = verifier.score(problem, [node.candidate for node in nodes])
+        agg = AGGREGATES[self.aggregate]
+        return [replace(node, step_scores=s, score=float(agg(s))) for node, s in zip(nodes, scores.steps)]
+
+    def expand_and_score(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier,
+                         nodes: Sequence[Node], n: int | Sequence[int], tag: object) -> list[list[Node]]:
+        """``expand`` then ``score`` every child in one verifier call; children grouped by parent."""
+        groups = self.expand(problem, policy, nodes, n, tag)
+        flat = self.score(problem, verifier, [c for g in groups for c in g])
+        out, i = [], 0
+        for g in groups:
+            out.append(flat[i:i + len(g)])
+            i += len(g)
+        return out
+
+    def continue_and_score(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier,
+                           nodes: Sequence[Node],
+                tag: object, steps: int | None = None, greedy: bool = False) -> list[Node]:
+        """Continue each unfinished node, one sample each, and score the result: ``steps`` more steps (a beam
+        search's lookahead, usually greedy), or to the end of the solution in one request when ``steps`` is None
+        (an MCTS rollout). Finished nodes come back as they are; the continuations are charged like any other."""
+        current = list(nodes)
+        for depth in range(1 if steps is None else steps):
+            todo = [i for i, node in enumerate(current) if not node.finished]
+            if not todo:
+                break
+            grown = self.expand(problem, policy, [current[i] for i in todo], 1, (tag, depth), greedy=greedy,
+                                to_end=steps is None)
+            for i, children in zip(todo, grown):
+                current[i] = children[0]
+        return self.score(problem, verifier, current)
+
+    def select(self, finished: Sequence[Node], fallback: Sequence[Node] = (),
+               extras: dict | None = None) -> Selection:
+        """The strategy's answer from its finished solutions under ``selection`` (from the best unfinished node
+        when none finished, which then usually has no answer)."""
+        pool = list(finished) or sorted(fallback, key=lambda node: -node.score)[:1]
+        answer = None
+        if pool:
+            if self.selection == "argmax":
+                answer = max(pool, key=lambda node: node.score).candidate.answer
+            else:
+                weight = Counter()
+                for node in pool:
+                    if node.candidate.answer is not None:
+                        weight[node.candidate.answer] += 1.0 if self.selection == "majority" else node.score
+                answer = max(weight, key=weight.get) if weight else None
+        scores = Scores(steps=tuple(node.step_scores or (0.0,) for node in pool))
+        return Selection(answer=answer, candidates=tuple(node.candidate for node in pool), scores=scores,
+                         extras={"finished": len(finished), **(extras or {})})
