@@ -41,6 +41,9 @@ def _panel(ax, rows: pd.DataFrame) -> None:
             m = _strategy_points(rows, strategy, "majority")
             ax.plot(m["flops"], m["accuracy"], "--", color="grey", lw=1, label="majority vote (no verifier)")
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())     # minor labels (2x10^8, 3x10^8, ...) collide in small panels
     ax.grid(alpha=0.3, which="both")
 
 
