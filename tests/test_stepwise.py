@@ -53,9 +53,10 @@ def test_bad_strategy_settings_name_the_field():
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_strategy_runs_end_to_end_on_the_real_server(tmp_path, strategy):
-    summary = run(config(f"strategy={strategy}", "verifier=process_oracle", *SMALL), tmp_path)
+@pytest.mark.parametrize("strategy,extra", [(s, ()) for s in STRATEGIES] + [
+    ("beam_search", ("strategy.lookahead=1",))])
+def test_strategy_runs_end_to_end_on_the_real_server(tmp_path, strategy, extra):
+    summary = run(config(f"strategy={strategy}", "verifier=process_oracle", *SMALL, *extra), tmp_path)
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert summary["strategy"] == strategy and summary["n_problems"] == 6 and len(records) == 6
     (row,) = summary["budgets"]

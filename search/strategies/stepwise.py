@@ -115,7 +115,9 @@ class StepSearch:
         prefix_of = {node.candidate.text: node.candidate.steps for node in nodes}
         stop = () if to_end else (policy.task.step_delimiter,)
         used = {node.candidate.text: node.candidate.completion_tokens for node in nodes}
-        params = [SamplingParams(n=wanted[t], temperature=0.0 if greedy else self.temperature, top_p=self.top_p,
+        # greedy continuations of one prefix are all the same: ask for one and hand it to every node that wants it
+        params = [SamplingParams(n=1 if greedy else wanted[t], temperature=0.0 if greedy else self.temperature,
+                                 top_p=self.top_p,
                                  max_tokens=max(1, self.max_tokens - used[t]) if to_end else self.step_max_tokens,
                                  stop=stop, seed=derive_seed(self.seed, problem.id, tag, t))
                   for t in texts]
@@ -124,7 +126,10 @@ class StepSearch:
         out = []
         for parent, k in zip(nodes, counts):
             t = parent.candidate.text
-            batch, taken[t] = batches[t][taken[t]:taken[t] + k], taken[t] + k
+            if greedy:
+                batch = list(batches[t]) * k
+            else:
+                batch, taken[t] = batches[t][taken[t]:taken[t] + k], taken[t] + k
             children = []
             for cand in batch:
                 cand = replace(cand, completion_tokens=parent.candidate.completion_tokens + cand.completion_tokens)
