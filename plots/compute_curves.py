@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from plots import RULE_STYLE, Figure, pyplot, save_figure
-from plots.table import NOISE_AXES, select, settings
+from plots.table import NOISE_AXES, curve, select, settings
 
 
 def _describe(setting: pd.Series) -> str:
@@ -36,13 +36,12 @@ def accuracy_vs_compute(table: pd.DataFrame, out_dir: Path) -> list[Figure]:
                 part = rows[rows["selection"] == rule].assign(tokens=lambda d: d["policy_tokens"] + d["verifier_tokens"])
                 if part.empty:
                     continue
-                c = part.groupby("k", as_index=False).agg(accuracy=("accuracy", "mean"), lo=("accuracy_lo", "min"),
-                                                          hi=("accuracy_hi", "max"), x=(x, "mean"))
-                ax.plot(c["x"], c["accuracy"], style, color=colour, marker="o", ms=3, label=rule_label)
-                ax.fill_between(c["x"], c["lo"], c["hi"], color=colour, alpha=0.12, lw=0)
+                c = curve(part, extra=(x,))
+                ax.plot(c[x], c["accuracy"], style, color=colour, marker="o", ms=3, label=rule_label)
+                ax.fill_between(c[x], c["lo"], c["hi"], color=colour, alpha=0.12, lw=0)
                 if rule == "coverage":      # mark the budgets along the top curve
                     for _, r in c.iterrows():
-                        ax.annotate(f"{int(r['k'])}", (r["x"], r["accuracy"]), fontsize=6, color="grey",
+                        ax.annotate(f"{int(r['k'])}", (r[x], r["accuracy"]), fontsize=6, color="grey",
                                     xytext=(-3, 5), textcoords="offset points")
             ax.set_xscale("log")
             ax.set_xlabel(xlabel)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from plots import Figure, budget_axis, pyplot, save_figure
+from plots.table import curve
 
 
 def optimal_k(table: pd.DataFrame) -> pd.DataFrame:
@@ -36,9 +37,8 @@ def reward_vs_k(table: pd.DataFrame, out_dir: Path) -> list[Figure]:
     costs = sorted(accept["fp_cost"].unique())
     colours = plt.cm.plasma(np.linspace(0, 0.85, len(costs)))
     for colour, cost in zip(colours, costs):
-        c = accept[accept["fp_cost"] == cost].groupby("k", as_index=False).agg(
-            reward=("reward", "mean"), lo=("reward_lo", "min"), hi=("reward_hi", "max"),
-            closed_form=("reward_closed_form", "mean"))
+        c = curve(accept[accept["fp_cost"] == cost], "reward", extra=("reward_closed_form",)).rename(
+            columns={"reward_closed_form": "closed_form"})
         ax.plot(c["k"], c["reward"], "-", color=colour, label=f"fp_cost={cost:g}")
         ax.fill_between(c["k"], c["lo"], c["hi"], color=colour, alpha=0.12, lw=0)
         best = c.loc[c["reward"].idxmax()]

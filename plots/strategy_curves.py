@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from plots import Figure, pyplot, save_figure
-from plots.table import label, select, settings
+from plots.table import curve, label, select, settings
 
 STYLE = {
     "best_of_k": ("best-of-k (argmax)", "tab:blue", "o"),
@@ -26,8 +26,7 @@ STYLE = {
 
 def _strategy_points(rows: pd.DataFrame, strategy: str, selection: str = "argmax") -> pd.DataFrame:
     part = rows[(rows["strategy"] == strategy) & (rows["selection"] == selection)]
-    return part.groupby("k", as_index=False).agg(accuracy=("accuracy", "mean"), lo=("accuracy_lo", "min"),
-                                                 hi=("accuracy_hi", "max"), flops=("flops", "mean"))
+    return curve(part, extra=("flops",))
 
 
 def _panel(ax, rows: pd.DataFrame) -> None:

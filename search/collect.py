@@ -75,18 +75,22 @@ def budget_rows(budgets: list[dict]) -> list[dict]:
     return rows
 
 
-def collect(sweep_dir: Path, by_difficulty: bool = False):
+def read_summaries(sweep_dir: Path) -> list[tuple[str, dict]]:
+    """(job directory relative to the sweep, summary) of every finished job, in directory order."""
+    paths = sorted(Path(sweep_dir).rglob("summary.json"), key=lambda p: (len(p.parts), str(p)))
+    return [(str(p.parent.relative_to(sweep_dir)), json.loads(p.read_text())) for p in paths]
+
+
+def collect(sweep_dir: Path, by_difficulty: bool = False, summaries: list[tuple[str, dict]] | None = None):
     """The sweep's table as a pandas DataFrame (jobs in directory order); with ``by_difficulty`` the same rows per
-    difficulty bin (columns ``difficulty_key`` and ``difficulty``)."""
+    difficulty bin (columns ``difficulty_key`` and ``difficulty``). ``summaries`` saves reading them again."""
     import pandas as pd
 
-    summaries = sorted(Path(sweep_dir).rglob("summary.json"), key=lambda p: (len(p.parts), str(p)))
     rows = []
-    for path in summaries:
-        summary = json.loads(path.read_text())
+    for job, summary in read_summaries(sweep_dir) if summaries is None else summaries:
         if by_difficulty:
             summary = dict(summary, budgets=summary.get("by_difficulty", []))
-        rows += job_rows(summary, str(path.parent.relative_to(sweep_dir)))
+        rows += job_rows(summary, job)
     table = pd.DataFrame(rows)
     for col in OPTIONAL_FLOATS:     # empty in some jobs: keep them numeric (NaN), never an object column of None
         if col in table:
@@ -94,16 +98,17 @@ def collect(sweep_dir: Path, by_difficulty: bool = False):
     return table
 
 
-def write_tables(sweep_dir: Path, out: Path, table=None) -> list[str]:
+def write_tables(sweep_dir: Path, out: Path, table=None, summaries=None) -> list[str]:
     """Write results.parquet/.csv (and results_by_difficulty.parquet/.csv when the jobs have difficulty bins) into
-    ``out``; one line per table written."""
-    table = collect(sweep_dir) if table is None else table
+    ``out``; one line per table written. ``table`` and ``summaries`` save collecting or reading them again."""
+    summaries = read_summaries(sweep_dir) if summaries is None else summaries
+    table = collect(sweep_dir, summaries=summaries) if table is None else table
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / "results.parquet", index=False)
     table.to_csv(out / "results.csv", index=False)
     lines = [f"{len(table)} rows from {table['job'].nunique()} jobs -> {out / 'results.parquet'}, "
              f"{out / 'results.csv'}"]
-    bins = collect(sweep_dir, by_difficulty=True)
+    bins = collect(sweep_dir, by_difficulty=True, summaries=summaries)
     if not bins.empty:
         bins.to_parquet(out / "results_by_difficulty.parquet", index=False)
         bins.to_csv(out / "results_by_difficulty.csv", index=False)
@@ -116,12 +121,13 @@ def main(argv=None) -> int:
     ap.add_argument("sweep_dir", type=Path, help="a sweep (or run) directory holding summary.json files")
     ap.add_argument("--out", type=Path, default=None, help="output directory (default: the sweep directory)")
     args = ap.parse_args(argv)
-    table = collect(args.sweep_dir) if args.sweep_dir.is_dir() else None
+    summaries = read_summaries(args.sweep_dir) if args.sweep_dir.is_dir() else []
+    table = collect(args.sweep_dir, summaries=summaries) if summaries else None
     if table is None or table.empty:
         print(f"error: no finished job (summary.json with per-budget rows) under {args.sweep_dir}: give the "
               f"directory of a sweep (multirun/DATE/TIME) or a run", file=sys.stderr)
         return 2
-    for line in write_tables(args.sweep_dir, args.out or args.sweep_dir, table):
+    for line in write_tables(args.sweep_dir, args.out or args.sweep_dir, table, summaries):
         print(line)
     return 0
 

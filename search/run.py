@@ -225,7 +225,6 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
         "generation_requests": getattr(policy, "misses", None),
         "generated_tokens": getattr(policy, "generated_tokens", None),
         "cache_hits": getattr(policy, "hits", None),
-        "wall_s": round(time.time() - t0, 2),
     }
     if recs and "by_k" in recs[0]:
         def summarize(part):

@@ -30,8 +30,7 @@ class BeamSearch(StepSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 1 <= self.expansions <= self.budget:
-            raise LabError(f"strategy.expansions={self.expansions} must lie in 1..strategy.budget={self.budget}")
+        self.check_expansions(self.expansions)
         if self.lookahead < 0:
             raise LabError(f"strategy.lookahead={self.lookahead} must be >= 0")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from search.contracts import LabError, Problem, Selection
+from search.contracts import Problem, Selection
 from search.ledger import MeteredPolicy, MeteredVerifier
 from search.strategies.stepwise import StepSearch
 
@@ -26,8 +26,7 @@ class DiverseTreeSearch(StepSearch):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 1 <= self.expansions <= self.budget:
-            raise LabError(f"strategy.expansions={self.expansions} must lie in 1..strategy.budget={self.budget}")
+        self.check_expansions(self.expansions)
 
     def solve(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier) -> Selection:
         subtrees = self.budget // self.expansions

@@ -95,6 +95,11 @@ class StepSearch:
             raise LabError(f"strategy {self.name} needs a process verifier (a score per step), but {name} is an "
                            f"outcome verifier: use verifier=process_oracle (with any noise=...) or strategy=best_of_k")
 
+    def check_expansions(self, expansions: int) -> None:
+        """Children per expanded node must fit the budget (for strategies that split it into groups)."""
+        if not 1 <= expansions <= self.budget:
+            raise LabError(f"strategy.expansions={expansions} must lie in 1..strategy.budget={self.budget}")
+
     # -- mechanics ----------------------------------------------------------------------------------------------
     def root(self) -> Node:
         """The empty solution every search starts from."""
@@ -108,20 +113,19 @@ class StepSearch:
         so the server sees each prefix once. ``tag`` names the round so that seeds differ between rounds;
         ``greedy`` samples at temperature 0; ``to_end`` continues to the end of the solution instead of one step."""
         counts = [n] * len(nodes) if isinstance(n, int) else list(n)
-        wanted: dict[str, int] = {}
+        wanted: dict[str, int] = {}             # children wanted per distinct prefix text
         for node, k in zip(nodes, counts):
             wanted[node.candidate.text] = wanted.get(node.candidate.text, 0) + k
+        prefixes = {node.candidate.text: node.candidate for node in nodes}
         texts = list(wanted)
-        prefix_of = {node.candidate.text: node.candidate.steps for node in nodes}
         stop = () if to_end else (policy.task.step_delimiter,)
-        used = {node.candidate.text: node.candidate.completion_tokens for node in nodes}
         # greedy continuations of one prefix are all the same: ask for one and hand it to every node that wants it
         params = [SamplingParams(n=1 if greedy else wanted[t], temperature=0.0 if greedy else self.temperature,
-                                 top_p=self.top_p,
-                                 max_tokens=max(1, self.max_tokens - used[t]) if to_end else self.step_max_tokens,
-                                 stop=stop, seed=derive_seed(self.seed, problem.id, tag, t))
+                                 top_p=self.top_p, stop=stop, seed=derive_seed(self.seed, problem.id, tag, t),
+                                 max_tokens=max(1, self.max_tokens - prefixes[t].completion_tokens) if to_end
+                                 else self.step_max_tokens)
                   for t in texts]
-        batches = dict(zip(texts, policy.generate(problem, params, [prefix_of[t] for t in texts])))
+        batches = dict(zip(texts, policy.generate(problem, params, [prefixes[t].steps for t in texts])))
         taken = dict.fromkeys(texts, 0)
         out = []
         for parent, k in zip(nodes, counts):
