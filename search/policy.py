@@ -12,41 +12,16 @@ flight; transient failures (connection errors, timeouts, 408, 429, 5xx) are retr
 """
 from __future__ import annotations
 
-import logging
-import random
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-import httpx
-
 from search.contracts import Completion, Generation, LabError, SamplingParams, Usage, per_prompt
-
-# httpx logs every request at INFO, and Hydra sets the root logger to INFO: one line per request drowns the run.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+from search.http import Replicas
 
 VLLM_EXTRAS = {"return_token_ids": True}
 """Engine-specific request fields (vLLM >= 0.10): the generated token ids, so each sample's length is exact."""
 LOGPROBS_EXTRAS = {"logprobs": 0}
 """The portable fallback: ``logprobs.tokens`` has one entry per generated token."""
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-"""HTTP statuses worth retrying."""
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(str(text).split())[:limit]
-
-
-def _server_message(resp: httpx.Response) -> str:
-    """The error message of a vLLM/OpenAI error body (``{"error": {"message": ...}}`` or ``{"message": ...}``)."""
-    try:
-        body = resp.json()
-        err = body.get("error", body) if isinstance(body, dict) else body
-        msg = err.get("message", err) if isinstance(err, dict) else err
-    except ValueError:
-        msg = resp.text
-    return _one_line(msg or resp.reason_phrase)
 
 
 class OpenAIPolicy:
@@ -55,70 +30,28 @@ class OpenAIPolicy:
     def __init__(self, base_urls: Sequence[str], model: str, model_id: str, n_params: int,
                  api_key: str | None = None, max_concurrency: int = 64, timeout_s: float = 120.0,
                  max_retries: int = 4, backoff_s: float = 0.5):
-        """``base_urls``: one or more replicas, ``http://host:port`` (a trailing ``/v1`` is accepted and dropped;
-        the same URL may appear twice); ``model``: the served model name sent with every request; ``model_id``:
-        the model's identity for records and cache keys; ``n_params``: parameter count for the FLOPs formula;
-        ``api_key``: sent as a Bearer token when given; ``max_concurrency``: requests in flight at once over all
-        replicas and all callers; ``timeout_s``: per request; ``max_retries``: retries of a transient failure
-        before a LabError; ``backoff_s``: the first retry's wait, doubled per retry (capped at 8 s, jittered)."""
-        self.base_urls = [u.rstrip("/").removesuffix("/v1") for u in base_urls]
-        if not self.base_urls:
-            raise LabError("no policy server URL given: set policy.base_urls, e.g. [http://127.0.0.1:8000]")
+        """``base_urls``: one or more replicas (see ``search.http.Replicas``); ``model``: the served model name
+        sent with every request; ``model_id``: the model's identity for records and cache keys; ``n_params``:
+        parameter count for the FLOPs formula; ``api_key``: sent as a Bearer token when given;
+        ``max_concurrency``: requests in flight at once over all replicas and all callers; ``timeout_s``,
+        ``max_retries``, ``backoff_s``: per request, as in ``Replicas``."""
+        self.http = Replicas(base_urls, "policy", model, "policy", api_key=api_key, max_concurrency=max_concurrency,
+                             timeout_s=timeout_s, max_retries=max_retries, backoff_s=backoff_s)
+        """The replicas and the retrying POST."""
+        self.base_urls = self.http.base_urls
         self.model, self.model_id, self.n_params = model, model_id, n_params
-        self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
         self.token_count_source = "token_ids"
         """How per-sample token counts are obtained: ``token_ids`` (vLLM) or ``logprobs`` (any server); switches
         to ``logprobs`` by itself when a server does not return token ids."""
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
-        self._clients = [httpx.Client(base_url=u, headers=headers, timeout=timeout_s, limits=limits)
-                         for u in self.base_urls]
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="policy")
-        self._lock = threading.Lock()
-        self._in_flight = [0] * len(self.base_urls)
-        self._sent = [0] * len(self.base_urls)
-        self._next = 0
 
     @property
     def requests_per_replica(self) -> tuple[int, ...]:
         """HTTP requests sent to each entry of ``base_urls`` so far, in that order (retries included)."""
-        with self._lock:
-            return tuple(self._sent)
-
-    def _pick(self) -> int:
-        # Fewest in flight; ties go round-robin from the replica after the last one chosen.
-        with self._lock:
-            n = len(self.base_urls)
-            i = min(((self._next + k) % n for k in range(n)), key=lambda j: self._in_flight[j])
-            self._next = (i + 1) % n
-            self._in_flight[i] += 1
-            self._sent[i] += 1
-            return i
+        return self.http.sent
 
     def _post(self, body: dict) -> dict:
-        last, url = "", self.base_urls[0]
-        for attempt in range(self.max_retries + 1):
-            i = self._pick()
-            url = self.base_urls[i]
-            try:
-                resp = self._clients[i].post("/v1/completions", json=body)
-                if resp.status_code == 200:
-                    return resp.json()
-                last = f"HTTP {resp.status_code}: {_server_message(resp)}"
-                if resp.status_code not in RETRY_STATUS:
-                    fix = (f"check that policy.model='{self.model}' is the server's --served-model-name"
-                           if resp.status_code == 404 else "fix the prompt or sampling settings it names")
-                    raise LabError(f"policy server {url} rejected the request ({last}); {fix}")
-            except httpx.TransportError as err:
-                last = f"{type(err).__name__}: {_one_line(err) or 'no detail'}"
-            finally:
-                with self._lock:
-                    self._in_flight[i] -= 1
-            if attempt < self.max_retries:
-                time.sleep(min(8.0, self.backoff_s * 2 ** attempt) * (0.5 + random.random()))
-        tries = self.max_retries + 1
-        raise LabError(f"policy server {url} failed after {tries} {'try' if tries == 1 else 'tries'} ({last}); is the server "
-                       f"running? check policy.base_urls")
+        return self.http.post("/v1/completions", body)
 
     def _request(self, prompt: str, params: SamplingParams) -> dict:
         body: dict[str, Any] = {"model": self.model, "prompt": prompt, "n": params.n,
@@ -168,16 +101,12 @@ class OpenAIPolicy:
 
     def server_version(self) -> str | None:
         """The first replica's ``/version`` (vLLM reports its version there), or None when it cannot be read."""
-        try:
-            return self._clients[0].get("/version", timeout=5).json().get("version")
-        except Exception:  # noqa: BLE001 - a missing version is recorded as None, not an error
-            return None
+        return (self.http.get_json("/version") or {}).get("version")
 
     def close(self) -> None:
         """Stop the worker threads and close the HTTP connections."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-        for client in self._clients:
-            client.close()
+        self.http.close()
 
     def __enter__(self) -> "OpenAIPolicy":
         return self

@@ -104,7 +104,7 @@ def test_retries_transient_errors_and_falls_back_to_logprobs():
         return httpx.Response(200, json={"choices": [choice], "usage": {"prompt_tokens": 2, "completion_tokens": 3}})
 
     with OpenAIPolicy(["http://127.0.0.1:1"], model="m", model_id="m", n_params=1, backoff_s=0.01) as p:
-        p._clients = [httpx.Client(base_url=p.base_urls[0], transport=httpx.MockTransport(handler))]
+        p.http.clients = [httpx.Client(base_url=p.base_urls[0], transport=httpx.MockTransport(handler))]
         [gen] = p.generate(["x"], SamplingParams(max_tokens=3, seed=4))
         assert p.token_count_source == "logprobs" and p.requests_per_replica == (3,)
     assert [("return_token_ids" in b, "logprobs" in b) for b in bodies] == [(True, False), (True, False), (False, True)]
