@@ -10,7 +10,8 @@ from pathlib import Path
 
 from search.contracts import LabError
 
-SHIPPED = {"tiny-policy": Path(__file__).resolve().parent / "tiny" / "policy"}
+SHIPPED = {"tiny-policy": Path(__file__).resolve().parent / "tiny" / "policy",
+           "tiny-prm": Path(__file__).resolve().parent / "tiny" / "prm"}
 """Checkpoints that ship inside the package, by name."""
 HASHED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 """Files that, with every *.safetensors file, define a checkpoint's identity."""
@@ -20,8 +21,9 @@ def resolve(path_or_name: str | Path) -> Path:
     """A shipped checkpoint's name, or a directory; LabError when it is not a checkpoint."""
     path = SHIPPED.get(str(path_or_name), Path(path_or_name)).expanduser()
     if not (path / "config.json").is_file():
-        raise LabError(f"policy checkpoint not found at {path}: give a directory with config.json and "
-                       f"*.safetensors (policy.checkpoint=PATH) or one of the shipped names {sorted(SHIPPED)}")
+        raise LabError(f"checkpoint not found at {path}: give a directory with config.json and *.safetensors "
+                       f"(policy.checkpoint=PATH or verifier.checkpoint=PATH) or one of the shipped names "
+                       f"{sorted(SHIPPED)}")
     return path.resolve()
 
 

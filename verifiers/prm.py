@@ -1,0 +1,139 @@
+"""A learned process reward model served by vLLM as a pooling model (token classification), on its own server.
+
+    python -m search.run strategy=beam_search verifier=prm                 # the shipped tiny PRM, managed server
+    python -m search.run verifier=prm verifier.base_urls=[http://10.0.0.7:8001] verifier.model=my-prm \\
+        verifier.n_params=7000000000 verifier.step_separator=" ки"         # a PRM someone else serves
+
+The PRM reads the problem prompt followed by the candidate's steps, each step followed by ``step_separator``
+(``render``), and gives a probability per separator token. The server is started with vLLM's step pooler
+(``--pooler-config '{"tok_pooling_type": "STEP", "step_tag_id": ID}'``), so ``/pooling`` returns exactly one row of
+class probabilities per step; the score of a step is the probability of the ``positive_label`` class. A server
+started without that pooler returns a row per token, which the count check turns into one clear error.
+
+The training script of the tiny PRM (``search/tiny/train_prm.py``) renders its inputs with the same ``render``, so
+what it learned and what it is asked are the same text.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Sequence
+
+from search import checkpoint as ckpt
+from search.contracts import Candidate, LabError, Problem, Scores, Task
+from search.http import Replicas
+
+
+def render(prompt: str, steps: Sequence[str], separator: str, joiner: str) -> str:
+    """The PRM's input text: the prompt, then every step followed by the separator, steps joined by ``joiner``.
+    Any separator inside the prompt or a step is removed first, so the text has exactly one per step (a policy can
+    write the separator's character; the PRM must still give one score per step)."""
+    clean = [step.replace(separator, "") for step in steps]
+    return prompt.replace(separator, "") + joiner.join(step + separator for step in clean)
+
+
+def step_tag_id(checkpoint_dir, separator: str) -> int:
+    """The token id of ``separator`` in the checkpoint's tokenizer.json; LabError unless it is one token."""
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_file(str(checkpoint_dir / "tokenizer.json")).encode(separator, add_special_tokens=False).ids
+    if len(ids) != 1:
+        raise LabError(f"verifier.step_separator={separator!r} is {len(ids)} tokens in {checkpoint_dir}'s tokenizer; "
+                       f"the step pooler needs a separator that is exactly one token")
+    return ids[0]
+
+
+class PRMVerifier:
+    """Scores every step of every candidate with a PRM behind vLLM's ``/pooling`` endpoint (one request per call)."""
+
+    kind = "process"
+
+    def __init__(self, task: Task, http, model: str, model_id: str, n_params: int, step_separator: str,
+                 step_joiner: str | None = None, positive_label: int = 1, name: str = "prm"):
+        """``http``: a ``Replicas`` for the PRM server, or a callable that returns one (a managed server starts on
+        the first call); ``model``: its served name; ``model_id``: its identity for records; ``n_params``: its
+        parameter count (FLOPs); ``step_separator``: the text after each step whose token the pooler reads;
+        ``step_joiner``: the text between steps (None: the task's step delimiter); ``positive_label``: the class
+        whose probability is the score."""
+        if not step_separator:
+            raise LabError("verifier.step_separator is empty: give the text the PRM reads a score at (for example "
+                           "' ки' for Math-Shepherd, '<extra_0>' for Qwen2.5-Math-PRM, ' ' for the tiny PRM)")
+        self.task, self.model, self.model_id, self.n_params = task, model, model_id, n_params
+        self.step_separator = step_separator
+        self.step_joiner = task.step_delimiter if step_joiner is None else step_joiner
+        self.positive_label, self.name = positive_label, name
+        self._http, self._lock = http, threading.Lock()
+
+    @property
+    def http(self) -> Replicas:
+        """The server's client (starting a managed server on first use)."""
+        with self._lock:
+            if not isinstance(self._http, Replicas):
+                self._http = self._http()
+            return self._http
+
+    def render(self, problem: Problem, candidate: Candidate) -> str:
+        """The text the PRM reads for one candidate."""
+        return render(problem.prompt, candidate.steps, self.step_separator, self.step_joiner)
+
+    def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        scored = [i for i, c in enumerate(candidates) if c.steps]
+        rows: dict[int, tuple[float, ...]] = {}
+        tokens = 0
+        if scored:
+            body = {"model": self.model, "task": "token_classify",
+                    "input": [self.render(problem, candidates[i]) for i in scored]}
+            data = self.http.post("/pooling", body)
+            tokens = int((data.get("usage") or {}).get("prompt_tokens") or 0)
+            for i, item in zip(scored, sorted(data["data"], key=lambda d: d.get("index", 0))):
+                probs = item["data"]
+                want = len(candidates[i].steps)
+                if len(probs) != want:
+                    raise LabError(
+                        f"reward model {self.model} returned {len(probs)} scores for {want} steps; start its server "
+                        f"with the step pooler for step_separator={self.step_separator!r} (--pooler-config "
+                        f"'{{\"tok_pooling_type\": \"STEP\", \"step_tag_id\": ID}}')")
+                rows[i] = tuple(min(1.0, max(0.0, float(p[self.positive_label]))) for p in probs)
+        return Scores(steps=tuple(rows.get(i, (0.0,)) for i in range(len(candidates))), tokens=tokens)
+
+
+def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = " ", step_joiner: str | None = None,
+                positive_label: int = 1, served_model_name: str | None = None, dtype: str = "float32",
+                max_model_len: int = 256, kv_cache_gib: int = 1, startup_timeout_s: float = 300.0,
+                extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
+                max_retries: int = 4, log_dir: str | None = None) -> PRMVerifier:
+    """A PRM on a vLLM pooling server this process starts (on the first score) for ``checkpoint`` (a directory or
+    a shipped name), with the step pooler set to the separator's token."""
+    from search.server import get_server
+
+    path = ckpt.resolve(checkpoint)
+    name = served_model_name or (checkpoint if checkpoint in ckpt.SHIPPED else path.name)
+    pooler = json.dumps({"tok_pooling_type": "STEP", "step_tag_id": step_tag_id(path, step_separator)})
+
+    def start() -> Replicas:
+        server = get_server(path, served_model_name=name, dtype=dtype, max_model_len=max_model_len,
+                            startup_timeout_s=startup_timeout_s, block_size=32, max_num_seqs=256,
+                            extra_args=("--pooler-config", pooler, *extra_args),
+                            env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log_dir)
+        return Replicas([server.base_url], "reward model", name, "verifier", max_concurrency=max_concurrency,
+                        timeout_s=timeout_s, max_retries=max_retries)
+
+    return PRMVerifier(task, start, name, f"{name}@{ckpt.checkpoint_hash(path)}", ckpt.count_params(path),
+                       step_separator, step_joiner, positive_label)
+
+
+def remote_prm(task: Task, base_urls: Sequence[str], model: str, n_params: int | None = None,
+               step_separator: str | None = None, step_joiner: str | None = None, positive_label: int = 1,
+               revision: str | None = None, api_key: str | None = None, max_concurrency: int = 64,
+               timeout_s: float = 120.0, max_retries: int = 4) -> PRMVerifier:
+    """A client for PRM servers already running (started with the step pooler for ``step_separator``)."""
+    if not n_params:
+        raise LabError("verifier.n_params is not set: give the reward model's parameter count (the ledger's FLOPs "
+                       "formula needs it), e.g. verifier.n_params=7000000000")
+    if not step_separator:
+        raise LabError("verifier.step_separator is not set: give the text the PRM reads a score at, e.g. "
+                       "verifier.step_separator='<extra_0>'")
+    http = Replicas(base_urls, "reward model", model, "verifier", api_key=api_key, max_concurrency=max_concurrency,
+                    timeout_s=timeout_s, max_retries=max_retries)
+    return PRMVerifier(task, http, model, f"{model}@{revision}" if revision else model, int(n_params),
+                       step_separator, step_joiner, positive_label)
