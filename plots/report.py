@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import sys
 import time
 from pathlib import Path
@@ -132,6 +133,40 @@ def build_blocks(table: pd.DataFrame, figures, sweep_dir: Path) -> list[tuple]:
     return blocks
 
 
+def verifier_blocks(table: pd.DataFrame, quality: dict, sweep_dir: Path) -> list[tuple]:
+    """The page of a verifier study: the verifier measured against the exact oracle (ROC, calibration, rates),
+    its place on the flip-noise axis, and its search curves beside the oracle's and the matched noise's."""
+    from plots.verifier_quality import arms_figure, calibration_figure, roc_figure
+    from search.measure import sentence
+
+    scores = pd.read_parquet(sweep_dir / "quality" / "verifier_scores.parquet")
+    levels = pd.DataFrame([{"level": lvl, **{k: q[k] for k in ("n", "positives", "auroc", "tpr", "fpr", "ece",
+                                                                  "brier")}}
+                           for lvl, q in quality["levels"].items()])
+    blocks: list[tuple] = [
+        ("h1", f"Verifier study: {quality['verifier']}"),
+        ("p", f"Written {time.strftime('%Y-%m-%d %H:%M %Z')} by `python -m plots.report {sweep_dir}` from the jobs "
+              f"of `python -m search.verifier_study`. Measured on {quality['n_problems']} evaluation problems x "
+              f"{quality['samples']} samples of {quality['policy_model_id']}."),
+        ("h2", "The verifier against the exact oracle"),
+        ("p", sentence(quality)),
+        ("table", levels),
+        ("figure", roc_figure(scores, quality, sweep_dir / "verifier_roc")),
+        ("figure", calibration_figure(scores, quality, sweep_dir / "verifier_calibration")),
+        ("h2", "Search with it, beside the oracle and the matched noise"),
+        ("figure", arms_figure(table, quality, sweep_dir)),
+    ]
+    arms = table.assign(arm=table["job"].str.split("/").str[1], family=table["job"].str.split("/").str[0])
+    own = arms[(arms["family"] != "best_of_k") | (arms["selection"] == "argmax")]
+    pivot = own.pivot_table(index=["family", "k"], columns="arm", values="accuracy").reset_index()
+    blocks += [("p", "Accuracy per arm (best-of-k: argmax of the verifier at each k from one pool; the step-wise "
+                     "search: one job per budget)."), ("table", pivot)]
+    check = closed_form_check(table)
+    if not check.empty:
+        blocks += [("p", "The matched flip arm of best-of-k against its closed form:"), ("table", check)]
+    return blocks
+
+
 def render_markdown(blocks) -> str:
     out = []
     for kind, value in blocks:
@@ -177,8 +212,11 @@ def write_report(sweep_dir: Path) -> list[Path]:
                       or max(p.stat().st_mtime for p in summaries) > table_path.stat().st_mtime):
         write_tables(sweep_dir, sweep_dir)
     table = pd.read_parquet(table_path)
-    figures = plot_table(table_path, sweep_dir)
-    blocks = build_blocks(table, figures, sweep_dir)
+    quality_path = sweep_dir / "quality" / "verifier_quality.json"
+    if quality_path.exists():           # a verifier study (python -m search.verifier_study)
+        blocks = verifier_blocks(table, json.loads(quality_path.read_text()), sweep_dir)
+    else:
+        blocks = build_blocks(table, plot_table(table_path, sweep_dir), sweep_dir)
     md, page = sweep_dir / "report.md", sweep_dir / "report.html"
     md.write_text(render_markdown(blocks))
     page.write_text(render_html(blocks, f"Sweep report: {sweep_dir.name}"))

@@ -58,7 +58,7 @@ def explain(message: str, conf_dir: str) -> str:
     return f"bad configuration: {first} (list the options with: python -m search.run --help)"
 
 
-def check_overrides(argv: list[str], conf_dir: str) -> None:
+def check_overrides(argv: list[str], conf_dir: str, config_name: str = "config") -> None:
     """Compose the config for every value the command line asks for; on failure print one line and exit 2."""
     overrides = _overrides(argv)
     if not overrides:
@@ -67,11 +67,35 @@ def check_overrides(argv: list[str], conf_dir: str) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    servers: dict[str, str] = {}
     try:
         variants = _variants(overrides)
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             for variant in variants:
-                compose(config_name="config", overrides=variant, return_hydra_config=True)
+                cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
+                for group in ("policy", "verifier"):
+                    urls = cfg.get(group, {}).get("base_urls") if "base_urls" in cfg.get(group, {}) else None
+                    if urls and not isinstance(urls, str):
+                        servers.update({str(u): group for u in urls})
     except (HydraException, OmegaConfBaseException) as err:
         print(f"error: {explain(str(err), conf_dir)}", file=sys.stderr)
         sys.exit(2)
+    for url, group in servers.items():
+        problem = unreachable(url)
+        if problem:
+            print(f"error: {group} server {url} is not reachable ({problem}): start it (python -m search.server "
+                  f"CHECKPOINT prints a URL) or fix {group}.base_urls", file=sys.stderr)
+            sys.exit(2)
+
+
+def unreachable(url: str, timeout_s: float = 5.0) -> str | None:
+    """Why a server given by URL cannot be used (None when it answers): checked once before a sweep starts, so a
+    launcher never fans out jobs that would each fail on the same dead address."""
+    import httpx
+
+    base = url.rstrip("/").removesuffix("/v1")
+    try:
+        httpx.get(base + "/v1/models", timeout=timeout_s)
+        return None
+    except httpx.HTTPError as err:
+        return f"{type(err).__name__}: {' '.join(str(err).split()) or 'no answer'}"

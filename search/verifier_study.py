@@ -1,0 +1,137 @@
+"""Place a verifier on the noise axis and compare it there: measure it, then run best-of-k and a step-wise search
+with it, with the exact oracle, and with the flip noise of the same error rates; one table, one report.
+
+    python -m search.verifier_study verifier=prm                          # the tiny PRM (about 10 minutes)
+    python -m search.verifier_study verifier=judge --search none          # an outcome verifier: best-of-k only
+    python -m search.verifier_study verifier=prm n_problems=100 --budgets 4 8 16 --out multirun/prm_small
+
+Every job runs in this one process (``search.run.run`` on a composed config), so the policy and reward-model
+servers load once; a rerun resumes (finished jobs are skipped, unfinished ones continue where they stopped). The
+directory ends up with:
+
+    quality/              search.measure's output: verifier_quality.json, verifier_scores.parquet, roc/calibration
+    best_of_k/{oracle,verifier,matched}/              one pool per arm, every k <= the largest budget
+    <search>/{oracle,verifier,matched}/b<budget>/     one job per budget
+    results.parquet, report.md, report.html           search.collect and plots.report
+
+The *matched* arm wraps the exact oracle (outcome oracle for best-of-k, process oracle for the step-wise search) in
+``noise=flip`` with the verifier's measured TPR and FPR at the threshold, at the level that search uses.
+Arguments that are not this command's own options are Hydra overrides; the ones about the verifier (``verifier``,
+``verifier.*``, ``+verifier.*``, ``noise``, ``noise.*``, ``hydra.searchpath``) go to the measured arm only, all others
+to every job.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from search.contracts import LabError
+from search.run import CONF_DIR
+
+ARMS = ("oracle", "verifier", "matched")
+"""The three arms of the comparison."""
+_VERIFIER_KEYS = ("verifier", "+verifier", "noise", "+noise")
+
+
+def _is_verifier_override(o: str) -> bool:
+    key = o.split("=", 1)[0]
+    return key.split(".", 1)[0] in _VERIFIER_KEYS
+
+
+def _compose(overrides: list[str], config_name: str = "config", searchpath: list[str] = ()):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=[*searchpath, *overrides])
+
+
+def jobs(common: list[str], verifier: list[str], quality: dict, budgets: list[int], search: str | None) -> dict:
+    """Job directory -> overrides, for every arm of best-of-k and of the step-wise search."""
+    top = max(budgets)
+    ks = "[" + ",".join(str(k) for k in sorted(set([1, 2, 4, 8, 16, 32, 64, 128, top]))
+                          if k <= top) + "]"
+    rates = quality["matched_flip"]
+    out = {}
+    bok = [*common, "strategy=best_of_k", f"strategy.budget={top}", f"budgets={ks}"]
+    out["best_of_k/oracle"] = [*bok, "verifier=outcome_oracle", "noise=none"]
+    out["best_of_k/verifier"] = [*bok, *verifier]
+    o = rates["outcome"]
+    out["best_of_k/matched"] = [*bok, "verifier=outcome_oracle", "noise=flip", f"noise.tpr={o['tpr']:.4f}",
+                                f"noise.fpr={o['fpr']:.4f}"]
+    if search and "step" in rates:
+        s = rates["step"]
+        for b in budgets:
+            base = [*common, f"strategy={search}", f"strategy.budget={b}"]
+            out[f"{search}/oracle/b{b}"] = [*base, "verifier=process_oracle", "noise=none"]
+            out[f"{search}/verifier/b{b}"] = [*base, *verifier]
+            out[f"{search}/matched/b{b}"] = [*base, "verifier=process_oracle", "noise=flip",
+                                             f"noise.tpr={s['tpr']:.4f}", f"noise.fpr={s['fpr']:.4f}"]
+    return out
+
+
+def study(overrides: list[str], out: Path, budgets: list[int], search: str | None) -> Path:
+    """Measure, run every arm, collect, report; returns the report's path."""
+    from search.collect import write_tables
+    from search.measure import measure, sentence, write
+    from search.run import run
+
+    searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]
+    rest = [o for o in overrides if o not in searchpath]
+    verifier = [o for o in rest if _is_verifier_override(o)]
+    common = [o for o in rest if not _is_verifier_override(o)]
+    if not any(o.split("=", 1)[0] == "verifier" for o in verifier):
+        raise LabError("name the verifier to study, e.g. python -m search.verifier_study verifier=prm")
+
+    qdir = out / "quality"
+    if (qdir / "verifier_quality.json").exists():
+        quality = json.loads((qdir / "verifier_quality.json").read_text())
+    else:
+        cfg = _compose([*common, *verifier, "strategy=best_of_k", f"strategy.budget={max(budgets)}"], "measure",
+                       searchpath)
+        table, quality = measure(cfg)
+        write(qdir, table, quality)
+    print(sentence(quality), flush=True)
+    if search and quality["verifier_kind"] != "process":
+        print(f"{quality['verifier']} is an outcome verifier: no step-wise arm ({search} needs a process verifier)")
+        search = None
+
+    for name, job in jobs(common, verifier, quality, budgets, search).items():
+        job_dir = out / name
+        if (job_dir / "summary.json").exists():
+            continue
+        print(f"== {name}: {' '.join(job)}", flush=True)
+        run(_compose(job, searchpath=searchpath), job_dir, tuple(job))
+    write_tables(out)
+    from plots.report import write_report
+
+    return write_report(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI; see the module docstring."""
+    ap = argparse.ArgumentParser(prog="python -m search.verifier_study", description=__doc__.split("\n\n")[0],
+                                 epilog="other arguments are Hydra overrides, e.g. verifier=prm n_problems=100")
+    ap.add_argument("--out", type=Path, default=None, help="study directory (default: multirun/study_<verifier>)")
+    ap.add_argument("--budgets", type=int, nargs="+", default=[4, 8, 16, 32],
+                    help="budgets of the step-wise search; best-of-k's pool is the largest")
+    ap.add_argument("--search", default="beam_search",
+                    help="step-wise strategy of the comparison (a conf/strategy name), or 'none'")
+    args, overrides = ap.parse_known_args(argv)
+    from search.cli_checks import check_overrides
+
+    check_overrides(overrides, CONF_DIR)
+    name = next((o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")), "verifier")
+    out = args.out or Path("multirun") / f"study_{name}"
+    try:
+        report = study(overrides, out, sorted(args.budgets), None if args.search == "none" else args.search)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
