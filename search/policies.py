@@ -17,16 +17,18 @@ from typing import Sequence
 from search import checkpoint as ckpt
 from search.contracts import LabError
 from search.policy import OpenAIPolicy
-from search.server import get_server
+from search.server import ManagedServer, get_server
 
 
 class ManagedPolicy:
     """A client for a managed server that starts the server on the first generation request, so a run whose pools
     all come from the generation cache never loads the model. Its identity is known without the server."""
 
-    def __init__(self, start, model_id: str, n_params: int, checkpoint_hash: str):
+    def __init__(self, start, model_id: str, n_params: int, checkpoint_hash: str, server_flags: Sequence[str] = ()):
         self._start, self._client, self._lock = start, None, threading.Lock()
         self.model_id, self.n_params, self.checkpoint_hash = model_id, n_params, checkpoint_hash
+        self.server_flags = list(server_flags)
+        """The vLLM server's command-line flags (after ``--model PATH``, port excluded), recorded in every summary."""
         self.startup_s = 0.0
         """Seconds this client waited for its server to start (0 when the server was already warm or never used)."""
 
@@ -63,21 +65,33 @@ def managed_policy(checkpoint: str = "tiny-policy", served_model_name: str | Non
     name = served_model_name or (checkpoint if checkpoint in ckpt.SHIPPED else path.name)
     model_id, n_params = f"{name}@{digest}", ckpt.count_params(path)
 
+    options = dict(served_model_name=name, dtype=dtype, max_model_len=max_model_len,
+                   startup_timeout_s=startup_timeout_s, block_size=block_size, max_num_seqs=max_num_seqs,
+                   extra_args=tuple(extra_args), env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log_dir)
+
     def start() -> OpenAIPolicy:
-        server = get_server(path, served_model_name=name, dtype=dtype, max_model_len=max_model_len,
-                            startup_timeout_s=startup_timeout_s, block_size=block_size,
-                            max_num_seqs=max_num_seqs, extra_args=tuple(extra_args),
-                            env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log_dir)
+        server = get_server(path, **options)
         return OpenAIPolicy(base_urls=[server.base_url], model=name, model_id=model_id, n_params=n_params,
                             max_concurrency=max_concurrency, timeout_s=timeout_s, max_retries=max_retries)
 
-    return ManagedPolicy(start, model_id, n_params, digest)
+    flags = ManagedServer(str(path), port=0, **{k: v for k, v in options.items() if k != "log_path"}).command()
+    flags = flags[flags.index("--model") + 2:]
+    flags = [f for i, f in enumerate(flags) if f != "--port" and (i == 0 or flags[i - 1] != "--port")]
+    return ManagedPolicy(start, model_id, n_params, digest, [*flags, f"VLLM_CPU_KVCACHE_SPACE={kv_cache_gib}"])
 
 
 def remote_policy(base_urls: Sequence[str], model: str, n_params: int | None = None, revision: str | None = None,
-                  api_key: str | None = None, max_concurrency: int = 64, timeout_s: float = 120.0,
-                  max_retries: int = 4) -> OpenAIPolicy:
-    """A client for already-running OpenAI-compatible servers (one or more replicas of the same model)."""
+                  checkpoint: str | None = None, api_key: str | None = None, max_concurrency: int = 64,
+                  timeout_s: float = 120.0, max_retries: int = 4) -> OpenAIPolicy:
+    """A client for already-running OpenAI-compatible servers (one or more replicas of the same model).
+
+    ``checkpoint``, when the servers serve a checkpoint this machine also has (a directory or a shipped name), fills
+    in ``revision`` (its content hash, so the model identity and the generation cache are the same as with a managed
+    server) and ``n_params``."""
+    if checkpoint:
+        path = ckpt.resolve(checkpoint)
+        revision = revision or ckpt.checkpoint_hash(path)
+        n_params = n_params or ckpt.count_params(path)
     if not base_urls:
         raise LabError("policy.base_urls is empty: give at least one server URL, e.g. "
                        "policy.base_urls=[http://127.0.0.1:8000]")

@@ -218,6 +218,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
         "policy_model_id": policy.model_id,
         "policy_params": policy.n_params,
         "checkpoint_hash": getattr(policy, "checkpoint_hash", None),
+        "policy_server_flags": getattr(policy, "server_flags", None),
         "versions": versions(policy),
         "n_problems": len(recs),
         "strategy_accuracy": sum(r["correct"] for r in recs) / len(recs) if recs else None,

@@ -259,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.start()
         print(f"{server.base_url} model={server.served_model_name} log={server.log_path}", flush=True)
+        print(f"use it with: policy=remote policy.base_urls=[{server.base_url}] "
+              f"policy.model={server.served_model_name} policy.checkpoint={server.model_path}", flush=True)
         code = server._proc.wait()
         print(f"error: vLLM server exited with code {code}; see {server.log_path}", file=sys.stderr)
         return 1

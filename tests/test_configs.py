@@ -17,7 +17,11 @@ REQUIRED = {
     ("verifier", "judge_instruct"): ["verifier.base_urls=[http://127.0.0.1:1]", "verifier.model=m",
                                      "verifier.n_params=1"],
     ("verifier", "plugin"): ["verifier.name=calculator"],
+    ("task", "math500"): ["task.path=math_sample.jsonl"],
+    ("task", "gsm8k"): ["task.path=math_sample.jsonl"],
 }
+GPU_ONLY = {("verifier", "qwen2.5-math-prm"), ("verifier", "math-shepherd")}
+"""Configured for real models that are not on this machine: building them must name the missing checkpoint."""
 """The values an option leaves to the user (???), given so that it can be built (servers are not contacted: a
 served verifier connects on its first score)."""
 NEEDS_SERVER = {"policy"}          # building a policy starts or contacts a server: covered by the integration test
@@ -41,6 +45,10 @@ def test_every_option_composes_and_builds(group, option):
         resolve_budgets(cfg.budgets, instantiate(cfg.strategy))
         return
     assert cfg[group] is not None
+    if (group, option) in GPU_ONLY:
+        with pytest.raises(Exception, match=r"checkpoint not found at .*/models/"):
+            instantiate(cfg[group], task=instantiate(cfg.task))
+        return
     if group not in NEEDS_SERVER:
         task = instantiate(cfg.task)
         if group == "verifier":
@@ -108,3 +116,14 @@ def test_remote_policy_without_its_required_fields(tmp_path):
 def test_stepwise_strategy_with_an_outcome_verifier_stops_with_one_line(tmp_path):
     line = one_error_line(run_cli("strategy=mcts", "verifier=outcome_oracle", f"hydra.run.dir={tmp_path}"))
     assert "mcts needs a process verifier" in line and "verifier=process_oracle" in line
+
+
+def test_prm_without_a_step_separator_stops_with_one_line(tmp_path):
+    line = one_error_line(run_cli("strategy=beam_search", "verifier=prm", "verifier.step_separator=''",
+                                  f"hydra.run.dir={tmp_path}"))
+    assert "verifier.step_separator is not set" in line
+
+
+def test_gpu_configs_name_the_missing_model(tmp_path):
+    line = one_error_line(run_cli("strategy=beam_search", "verifier=qwen2.5-math-prm", f"hydra.run.dir={tmp_path}"))
+    assert "checkpoint not found at /models/Qwen2.5-Math-PRM-7B" in line and "verifier.checkpoint=PATH" in line

@@ -29,6 +29,8 @@ def test_best_of_k_end_to_end(tmp_path):
     summary = run(config(), tmp_path)
     records = read_records(tmp_path / "records.jsonl")
     assert len(records) == 6 and summary["n_problems"] == 6
+    flags = summary["policy_server_flags"]              # how the server was started, in every summary
+    assert flags[flags.index("--max-model-len") + 1] == "256" and "--no-enable-chunked-prefill" in flags
     for r in records:
         pool = r["pool"]
         assert len(pool["text"]) == 8 and len(pool["correct"]) == 8

@@ -106,6 +106,9 @@ def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = 
     a shipped name), with the step pooler set to the separator's token."""
     from search.server import get_server
 
+    if not step_separator:
+        raise LabError("verifier.step_separator is not set: give the text the PRM reads a score at (e.g. '<extra_0>' "
+                       "for Qwen2.5-Math-PRM, ' ки' for Math-Shepherd, ' ' for the tiny PRM)")
     path = ckpt.resolve(checkpoint)
     name = served_model_name or (checkpoint if checkpoint in ckpt.SHIPPED else path.name)
     pooler = json.dumps({"tok_pooling_type": "STEP", "step_tag_id": step_tag_id(path, step_separator)})
