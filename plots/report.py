@@ -140,8 +140,9 @@ def verifier_blocks(table: pd.DataFrame, quality: dict, sweep_dir: Path) -> list
     from search.measure import sentence
 
     scores = pd.read_parquet(sweep_dir / "quality" / "verifier_scores.parquet")
-    levels = pd.DataFrame([{"level": lvl, **{k: q[k] for k in ("n", "positives", "auroc", "tpr", "fpr", "ece",
-                                                                  "brier")}}
+    levels = pd.DataFrame([{"level": lvl, **{k: q[k] for k in ("n", "positives", "auroc", "tpr", "fpr",
+                                                                  "youden_threshold", "youden_tpr", "youden_fpr",
+                                                                  "ece", "brier")}}
                            for lvl, q in quality["levels"].items()])
     blocks: list[tuple] = [
         ("h1", f"Verifier study: {quality['verifier']}"),

@@ -37,7 +37,7 @@ def roc_figure(table, quality: dict, stem: Path) -> Figure:
                  f"{quality['samples']} samples")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    return Figure("roc", "ROC of the verifier against the exact labels; the dot is the operating threshold, whose "
+    return Figure(stem.name, "ROC of the verifier against the exact labels; the dot is the operating threshold, whose "
                          "(FPR, TPR) is the matched flip noise.", save_figure(fig, stem.parent, stem.name))
 
 
@@ -63,7 +63,7 @@ def calibration_figure(table, quality: dict, stem: Path) -> Figure:
     ax.legend(fontsize=7, loc="upper left")
     axn.set(xlabel="verifier score (bins of 0.1)", ylabel="count", yscale="log")
     axn.grid(alpha=0.3)
-    return Figure("calibration", "Reliability diagram: points on the diagonal mean a score of s is right a share s "
+    return Figure(stem.name, "Reliability diagram: points on the diagonal mean a score of s is right a share s "
                                  "of the time; bars count the scores per bin.",
                   save_figure(fig, stem.parent, stem.name))
 

@@ -72,12 +72,16 @@ def reliability(scores: Sequence[float], labels: Sequence[int], bins: int = 10) 
 
 
 def level_quality(scores: Sequence[float], labels: Sequence[int], threshold: float) -> dict:
-    """AUROC, rates at the threshold, expected calibration error (10 bins), Brier score, counts."""
+    """AUROC, rates at the threshold, the threshold that maximises TPR - FPR (Youden's J) with its rates, expected
+    calibration error (10 bins), Brier score, counts."""
     s, y = np.asarray(scores, float), np.asarray(labels, bool)
     bins = reliability(s, y)
     ece = sum(b["n"] * abs(b["mean_score"] - b["positive_rate"]) for b in bins if b["n"]) / max(1, len(s))
     accept = s >= threshold
+    fpr, tpr, cuts = roc_curve(s, y)
+    best = int(np.argmax(tpr - fpr))
     return {"n": int(len(s)), "positives": int(y.sum()), "auroc": auroc(s, y),
+            "youden_threshold": float(cuts[best]), "youden_tpr": float(tpr[best]), "youden_fpr": float(fpr[best]),
             "tpr": float(accept[y].mean()) if y.any() else None,
             "fpr": float(accept[~y].mean()) if (~y).any() else None,
             "ece": float(ece), "brier": float(np.mean((s - y) ** 2)) if len(s) else None,
@@ -117,7 +121,7 @@ def measure(cfg: DictConfig) -> tuple["object", dict]:
                 getattr(task, "difficulty_key", ""), None)}
             rows.append({**base, "level": "outcome", "step": len(steps) - 1, "score": scores.final[i],
                          "label": int(task.grade(problem, cand.answer))})
-            if verifier.kind == "process" and cand.steps:
+            if verifier.kind == "process" and cand.steps and getattr(task, "has_step_checker", True):
                 ok = True
                 for j, (right, s) in enumerate(zip(task.check_steps(problem, cand.steps), steps)):
                     ok = ok and right

@@ -72,7 +72,7 @@ def jobs(common: list[str], verifier: list[str], quality: dict, budgets: list[in
 
 
 def study(overrides: list[str], out: Path, budgets: list[int], search: str | None) -> Path:
-    """Measure, run every arm, collect, report; returns the report's path."""
+    """Measure, run every arm, collect, report; returns the path of report.md (report.html is beside it)."""
     from search.collect import write_tables
     from search.measure import measure, sentence, write
     from search.run import run
@@ -93,8 +93,9 @@ def study(overrides: list[str], out: Path, budgets: list[int], search: str | Non
         table, quality = measure(cfg)
         write(qdir, table, quality)
     print(sentence(quality), flush=True)
-    if search and quality["verifier_kind"] != "process":
-        print(f"{quality['verifier']} is an outcome verifier: no step-wise arm ({search} needs a process verifier)")
+    if search and "step" not in quality["levels"]:
+        print(f"no step-level measurement ({quality['verifier']} is an outcome verifier, or the task has no exact "
+              f"step checker): no step-wise arm")
         search = None
 
     for name, job in jobs(common, verifier, quality, budgets, search).items():
@@ -103,10 +104,10 @@ def study(overrides: list[str], out: Path, budgets: list[int], search: str | Non
             continue
         print(f"== {name}: {' '.join(job)}", flush=True)
         run(_compose(job, searchpath=searchpath), job_dir, tuple(job))
-    write_tables(out)
+    write_tables(out, out)
     from plots.report import write_report
 
-    return write_report(out)
+    return write_report(out)[0]
 
 
 def main(argv: list[str] | None = None) -> int:

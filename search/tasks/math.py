@@ -79,6 +79,8 @@ def equivalent(reference: str, answer: str) -> bool:
 class MathTask:
     """Problems from a file in the MATH or GSM8K format, graded by math-verify."""
 
+    has_step_checker = False
+    """Real solutions have no reference steps: ``check_steps`` refuses (the process oracle needs the tiny task)."""
     difficulty_key = "level"
     """MATH's difficulty field (1-5); absent in GSM8K (every problem in one bin)."""
 

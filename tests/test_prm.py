@@ -1,0 +1,186 @@
+"""The learned verifiers on real servers: Monte-Carlo process labels from the policy server, the shipped tiny PRM on
+its own vLLM pooling server (checked against a transformers forward pass of the same checkpoint), the generative
+judge on the policy server, the verifier measurement, and a verifier study end to end."""
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from search.checkpoint import SHIPPED
+from search.contracts import Candidate, LabError
+from search.prm_labels import agreement, label_solutions, read_jsonl, write_jsonl
+from search.run import CONF_DIR, run
+from search.tasks.arith import ArithTask
+from verifiers.contract import check_verifier, probe
+from verifiers.judge import GenerativeJudge
+from verifiers.prm import managed_prm, render
+
+pytestmark = pytest.mark.server
+TASK = ArithTask()
+SMALL = ["n_problems=8", "cache_path=null"]
+
+
+def config(*overrides, name="config"):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name=name, overrides=[*SMALL, *overrides])
+
+
+@pytest.fixture(scope="module")
+def policy():
+    from search.policies import managed_policy
+
+    return managed_policy().client
+
+
+@pytest.fixture(scope="module")
+def prm():
+    return managed_prm(TASK)
+
+
+def test_monte_carlo_labels_from_the_policy_server(policy, tmp_path):
+    problems = TASK.problems("train", 12)
+    labels = label_solutions(TASK, policy, problems, samples=3, rollouts=4, seed=5)
+    assert len(labels) == 36 and {s.problem_id for s in labels} <= {p.id for p in problems}
+    for s in labels:
+        assert len(s.soft) == len(s.hard) == len(s.exact) == len(s.steps) > 0
+        assert all(0.0 <= v <= 1.0 for v in s.soft) and all(h == int(v > 0) for h, v in zip(s.hard, s.soft))
+        assert s.soft[-1] == (1.0 if s.correct else 0.0)              # the last step is the solution's own grade
+        assert all(v * 4 == int(v * 4) for v in s.soft[:-1])            # a share of 4 rollouts
+    again = label_solutions(TASK, policy, problems, samples=3, rollouts=4, seed=5)
+    assert again == labels                                              # seeded from the prefix: reproducible
+    stats = agreement(labels)
+    assert stats["steps"] == sum(len(s.steps) - 1 for s in labels)
+    # rollouts from a prefix the checker calls wrong almost never reach the right answer
+    assert stats["soft_mean_on_wrong"] < stats["soft_mean_on_right"]
+    write_jsonl(labels, tmp_path / "l.jsonl")
+    assert read_jsonl(tmp_path / "l.jsonl") == labels
+    (tmp_path / "bad.jsonl").write_text('{"problem_id": "x"}\n')
+    with pytest.raises(LabError, match=r"bad\.jsonl:1: not a label line"):
+        read_jsonl(tmp_path / "bad.jsonl")
+
+
+def test_training_script_writes_a_servable_token_classifier(policy, tmp_path):
+    from search.tiny import train_prm
+
+    labels = label_solutions(TASK, policy, TASK.problems("train", 10), samples=2, rollouts=2)
+    write_jsonl(labels, tmp_path / "l.jsonl")
+    train_prm.main(["--labels", str(tmp_path / "l.jsonl"), "--out", str(tmp_path / "prm"), "--steps", "3",
+                    "--batch", "4", "--threads", "1", "--val-share", "0.3"])
+    config_json = json.loads((tmp_path / "prm" / "config.json").read_text())
+    assert config_json["architectures"] == ["LlamaForTokenClassification"] and len(config_json["id2label"]) == 2
+    record = json.loads((tmp_path / "prm" / "training.json").read_text())
+    assert record["steps_done"] == 3 and record["separator"] == " "
+    assert (tmp_path / "prm" / "tokenizer.json").exists() and (tmp_path / "prm" / "model.safetensors").exists()
+
+
+def test_shipped_prm_matches_a_transformers_forward_pass(prm):
+    """vLLM's pooling server and transformers read the same checkpoint: the step scores must agree."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForTokenClassification
+
+    _, probes = probe(TASK)
+    problem, cands = probes[0]
+    scores = prm.score(problem, cands)
+    assert scores.tokens > 0 and len(scores.steps) == len(cands)
+    model = LlamaForTokenClassification.from_pretrained(SHIPPED["tiny-prm"]).eval()
+    tok = AutoTokenizer.from_pretrained(SHIPPED["tiny-prm"])
+    for cand, row in zip(cands, scores.steps):
+        if not cand.steps:
+            assert row == (0.0,)
+            continue
+        ids = tok(render(problem.prompt, cand.steps, " ", "\n"), return_tensors="pt").input_ids
+        with torch.no_grad():
+            probs = model(input_ids=ids).logits[0].softmax(-1)[:, 1]
+        at_sep = probs[ids[0] == tok.convert_tokens_to_ids(" ")].tolist()
+        assert len(at_sep) == len(row) == len(cand.steps)
+        assert row == pytest.approx(at_sep, abs=2e-3)
+
+
+@pytest.mark.parametrize("name", ["prm", "judge"])
+def test_served_verifiers_keep_the_contract(name, prm, policy):
+    if name == "prm":
+        assert check_verifier(lambda: prm) == ["protocol", "shapes", "ranges", "empty", "determinism", "no_mutation"]
+    else:
+        from verifiers.judge import judge
+
+        check_verifier(lambda: judge(TASK, template="{prompt}{solution}", yes_token="</s>", no_token="\n"))
+
+
+def test_prm_server_without_the_step_pooler_is_one_clear_error(prm):
+    from verifiers.prm import PRMVerifier
+
+    bare = PRMVerifier(TASK, prm.http, prm.model, prm.model_id, prm.n_params, step_separator="+")  # not the tag
+    problem = TASK.problems("eval", 1)[0]
+    cand = Candidate(steps=("1+2=3", "A:3"), answer="3", text="1+2=3\nA:3", prompt_tokens=1, completion_tokens=1,
+                     finish_reason="stop")
+    with pytest.raises(LabError, match=r"returned \d+ scores for 2 steps; start its server with the step pooler"):
+        bare.score(problem, [cand])
+
+
+def test_judge_reads_yes_probability_from_logprobs(policy):
+    from verifiers.judge import judge
+
+    j = judge(TASK, template="{prompt}{solution}", yes_token="</s>", no_token="\n")
+    _, probes = probe(TASK)
+    problem, cands = probes[0]
+    s = j.score(problem, cands)
+    assert len(s.steps) == len(cands) and all(0.0 <= row[0] <= 1.0 for row in s.steps) and s.tokens > 0
+    assert j.undecided == 0                        # both answer tokens are always among the top 20 of 23
+
+
+def test_judge_arithmetic_and_bad_templates():
+    j = GenerativeJudge(TASK, None, "m", "m", 0, yes_token="Y", no_token="N")
+    assert j.p_yes({"Y": -1.0, "N": -1.0}) == pytest.approx(0.5)
+    assert j.p_yes({"Y": 0.0}) == 1.0 and j.p_yes({"N": 0.0}) == 0.0 and j.p_yes({"Z": 0.0}) is None
+    with pytest.raises(LabError, match=r"no \{solution\} placeholder"):
+        GenerativeJudge(TASK, None, "m", "m", 0, template="{prompt} is it right?")
+    with pytest.raises(LabError, match=r"cannot be filled"):
+        GenerativeJudge(TASK, None, "m", "m", 0, template="{solution} {answer}")
+
+
+def test_measure_places_the_prm_on_the_noise_axis(tmp_path):
+    from search.measure import measure, sentence, write
+
+    table, quality = measure(config("verifier=prm", "strategy.budget=4", name="measure"))
+    assert set(table.level) == {"outcome", "step"} and set(quality["levels"]) == {"outcome", "step"}
+    step = quality["levels"]["step"]
+    assert step["n"] == (table.level == "step").sum() and step["auroc"] > 0.6
+    assert quality["matched_flip"]["step"] == {"tpr": step["tpr"], "fpr": step["fpr"]}
+    assert "behaves at the outcome level like an exact oracle with TPR" in sentence(quality)
+    write(tmp_path, table, quality)
+    assert {p.name for p in tmp_path.glob("*.png")} == {"roc.png", "calibration.png"}
+
+
+def test_measure_recovers_the_rates_of_flip_noise():
+    """An exact oracle under flip noise measures at (about) the TPR and FPR it was given."""
+    from search.measure import measure
+
+    _, quality = measure(config("verifier=process_oracle", "noise=flip", "noise.tpr=0.8", "noise.fpr=0.3",
+                                "strategy.budget=16", "n_problems=30", name="measure"))
+    step = quality["levels"]["step"]
+    assert step["tpr"] == pytest.approx(0.8, abs=0.05) and step["fpr"] == pytest.approx(0.3, abs=0.05)
+
+
+def test_beam_search_with_the_prm(tmp_path):
+    summary = run(config("strategy=beam_search", "strategy.budget=4", "verifier=prm"), tmp_path)
+    assert summary["verifier"] == "prm" and summary["n_problems"] == 8
+    assert summary["ledger_totals"]["verifier_tokens"] > 0 and summary["ledger_totals"]["verifier_calls"] > 0
+
+
+def test_verifier_study_end_to_end(tmp_path):
+    from search.verifier_study import main
+
+    assert main(["verifier=prm", "n_problems=6", "cache_path=null", "--budgets", "4", "8",
+                 "--out", str(tmp_path)]) == 0
+    quality = json.loads((tmp_path / "quality" / "verifier_quality.json").read_text())
+    jobs = {p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("summary.json")}
+    assert jobs == {"best_of_k/oracle", "best_of_k/verifier", "best_of_k/matched",
+                    *(f"beam_search/{arm}/b{b}" for arm in ("oracle", "verifier", "matched") for b in (4, 8))}
+    matched = json.loads((tmp_path / "beam_search/matched/b8/summary.json").read_text())["noise"]
+    assert matched["tpr"] == pytest.approx(quality["matched_flip"]["step"]["tpr"], abs=1e-4)
+    text = (tmp_path / "report.md").read_text()
+    for needle in ("# Verifier study: prm", "behaves at the outcome level like an exact oracle",
+                   "![verifier_roc](verifier_roc.png)", "![verifier_calibration](verifier_calibration.png)",
+                   "![verifier_arms](verifier_arms.png)"):
+        assert needle in text, needle
+    assert all((tmp_path / f"{n}.png").stat().st_size > 10_000 for n in ("verifier_roc", "verifier_arms"))
