@@ -140,7 +140,7 @@ def verifier_blocks(table: pd.DataFrame, quality: dict, sweep_dir: Path) -> list
     from search.measure import sentence
 
     scores = pd.read_parquet(sweep_dir / "quality" / "verifier_scores.parquet")
-    levels = pd.DataFrame([{"level": lvl, **{k: q[k] for k in ("n", "positives", "auroc", "tpr", "fpr",
+    levels = pd.DataFrame([{"level": lvl, **{k: q.get(k) for k in ("n", "positives", "auroc", "within_problem_auroc", "tpr", "fpr",
                                                                   "youden_threshold", "youden_tpr", "youden_fpr",
                                                                   "ece", "brier")}}
                            for lvl, q in quality["levels"].items()])

@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import httpx
 
@@ -120,3 +120,19 @@ class Replicas:
         """Close every replica's connections."""
         for client in self.clients:
             client.close()
+
+
+class ServedModel:
+    """Base for a verifier behind a server: ``http`` is the ``Replicas``, built on first use when the constructor got
+    a callable instead (a managed server then starts on the first score, and never for a run that does not score)."""
+
+    def __init__(self, http: "Replicas | Callable[[], Replicas]"):
+        self._http, self._http_lock = http, threading.Lock()
+
+    @property
+    def http(self) -> Replicas:
+        """The server's client (starting a managed server on first use)."""
+        with self._http_lock:
+            if not isinstance(self._http, Replicas):
+                self._http = self._http()
+            return self._http

@@ -71,9 +71,22 @@ def reliability(scores: Sequence[float], labels: Sequence[int], bins: int = 10) 
     return out
 
 
-def level_quality(scores: Sequence[float], labels: Sequence[int], threshold: float) -> dict:
-    """AUROC, rates at the threshold, the threshold that maximises TPR - FPR (Youden's J) with its rates, expected
-    calibration error (10 bins), Brier score, counts."""
+def within_auroc(scores: Sequence[float], labels: Sequence[int], groups: Sequence[str]) -> float | None:
+    """The mean over groups (problems) with both labels of the AUROC inside the group: how well the verifier ranks
+    one problem's candidates, which is all best-of-k uses. A verifier can score well on pooled AUROC by telling easy
+    problems from hard ones and still rank a problem's own candidates no better than chance."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"s": scores, "y": labels, "g": groups})
+    values = [auroc(part.s, part.y) for _, part in frame.groupby("g", sort=False)]
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def level_quality(scores: Sequence[float], labels: Sequence[int], threshold: float,
+                  groups: Sequence[str] | None = None) -> dict:
+    """AUROC (pooled, and within a problem when ``groups`` are given), rates at the threshold, the threshold that
+    maximises TPR - FPR (Youden's J) with its rates, expected calibration error (10 bins), Brier score, counts."""
     s, y = np.asarray(scores, float), np.asarray(labels, bool)
     bins = reliability(s, y)
     ece = sum(b["n"] * abs(b["mean_score"] - b["positive_rate"]) for b in bins if b["n"]) / max(1, len(s))
@@ -81,6 +94,7 @@ def level_quality(scores: Sequence[float], labels: Sequence[int], threshold: flo
     fpr, tpr, cuts = roc_curve(s, y)
     best = int(np.argmax(tpr - fpr))
     return {"n": int(len(s)), "positives": int(y.sum()), "auroc": auroc(s, y),
+            "within_problem_auroc": within_auroc(s, y, groups) if groups is not None else None,
             "youden_threshold": float(cuts[best]), "youden_tpr": float(tpr[best]), "youden_fpr": float(fpr[best]),
             "tpr": float(accept[y].mean()) if y.any() else None,
             "fpr": float(accept[~y].mean()) if (~y).any() else None,
@@ -131,18 +145,24 @@ def measure(cfg: DictConfig) -> tuple["object", dict]:
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
         results = list(pool.map(one, problems))
     table = pd.DataFrame([r for rows, _ in results for r in rows])
-    threshold = float(cfg.measure.threshold)
     quality = {"verifier": getattr(verifier, "name", type(verifier).__name__), "verifier_kind": verifier.kind,
                "verifier_params": verifier.n_params, "policy_model_id": policy.model_id,
-               "n_problems": len(problems), "samples": strategy.budget, "threshold": threshold,
-               "verifier_tokens_per_candidate": sum(t for _, t in results) / max(1, len(problems) * strategy.budget),
-               "levels": {}}
+               "n_problems": len(problems), "samples": strategy.budget, "threshold": float(cfg.measure.threshold),
+               "verifier_tokens_per_candidate": sum(t for _, t in results) / max(1, len(problems) * strategy.budget)}
+    return table, summarize(table, quality)
+
+
+def summarize(table, quality: dict) -> dict:
+    """Fill ``quality`` (which holds the run's facts and ``threshold``) with the per-level numbers of ``table`` and
+    the matched flip rates; returns it."""
+    quality["levels"] = {}
     for level in LEVELS:
         part = table[table.level == level] if len(table) else table
         if len(part):
-            quality["levels"][level] = level_quality(part.score, part.label, threshold)
+            # step level: a problem's steps are ranked together, as a step-wise search compares them
+            quality["levels"][level] = level_quality(part.score, part.label, quality["threshold"], part.problem_id)
     quality["matched_flip"] = {level: {"tpr": q["tpr"], "fpr": q["fpr"]} for level, q in quality["levels"].items()}
-    return table, quality
+    return quality
 
 
 def _pool_params(strategy, problem):
@@ -159,8 +179,9 @@ def sentence(quality: dict) -> str:
     for level in ("outcome", "step"):
         q = quality["levels"].get(level)
         if q and q["tpr"] is not None and q["fpr"] is not None:
+            within = q.get("within_problem_auroc")
             parts.append(f"at the {level} level like an exact oracle with TPR {q['tpr']:.2f} and FPR {q['fpr']:.2f} "
-                         f"(AUROC {q['auroc']:.3f})")
+                         f"(AUROC {q['auroc']:.3f}" + (f"; within a problem {within:.3f})" if within else ")"))
     return (f"At threshold {quality['threshold']:g}, {quality['verifier']} behaves " + "; ".join(parts) + ".")
 
 

@@ -17,14 +17,14 @@ import threading
 from typing import Sequence
 
 from search.contracts import Candidate, LabError, Problem, Scores, Task
-from search.http import Replicas
+from search.http import Replicas, ServedModel
 
 INSTRUCT_TEMPLATE = ("Problem:\n{prompt}\n\nProposed solution:\n{solution}\n\n"
                      "Is the proposed solution correct? Answer yes or no.\nAnswer:")
 """A judge prompt for an instruction-following model (answer tokens `` yes`` / `` no``)."""
 
 
-class GenerativeJudge:
+class GenerativeJudge(ServedModel):
     """An outcome verifier that reads a model's probability of answering ``yes`` about each candidate."""
 
     kind = "outcome"
@@ -48,15 +48,8 @@ class GenerativeJudge:
         self.template, self.yes, self.no, self.top_logprobs, self.name = template, yes_token, no_token, top_logprobs, name
         self.undecided = 0
         """Candidates for which neither answer token was among the top logprobs (scored 0.5)."""
-        self._http, self._lock = http, threading.Lock()
-
-    @property
-    def http(self) -> Replicas:
-        """The server's client (starting a managed server on first use)."""
-        with self._lock:
-            if not isinstance(self._http, Replicas):
-                self._http = self._http()
-            return self._http
+        super().__init__(http)
+        self._lock = threading.Lock()
 
     def judge_prompt(self, problem: Problem, candidate: Candidate) -> str:
         """The text the judge completes for one candidate."""

@@ -16,12 +16,11 @@ what it learned and what it is asked are the same text.
 from __future__ import annotations
 
 import json
-import threading
 from typing import Sequence
 
 from search import checkpoint as ckpt
 from search.contracts import Candidate, LabError, Problem, Scores, Task
-from search.http import Replicas
+from search.http import Replicas, ServedModel
 
 
 def render(prompt: str, steps: Sequence[str], separator: str, joiner: str) -> str:
@@ -43,7 +42,7 @@ def step_tag_id(checkpoint_dir, separator: str) -> int:
     return ids[0]
 
 
-class PRMVerifier:
+class PRMVerifier(ServedModel):
     """Scores every step of every candidate with a PRM behind vLLM's ``/pooling`` endpoint (one request per call)."""
 
     kind = "process"
@@ -62,15 +61,7 @@ class PRMVerifier:
         self.step_separator = step_separator
         self.step_joiner = task.step_delimiter if step_joiner is None else step_joiner
         self.positive_label, self.name = positive_label, name
-        self._http, self._lock = http, threading.Lock()
-
-    @property
-    def http(self) -> Replicas:
-        """The server's client (starting a managed server on first use)."""
-        with self._lock:
-            if not isinstance(self._http, Replicas):
-                self._http = self._http()
-            return self._http
+        super().__init__(http)
 
     def render(self, problem: Problem, candidate: Candidate) -> str:
         """The text the PRM reads for one candidate."""
