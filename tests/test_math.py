@@ -146,7 +146,7 @@ def test_best_of_k_end_to_end_on_the_sample_with_a_chat_template(chat_tokenizer,
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[
-            "task=math_sample", f"task.chat_tokenizer={chat_tokenizer}", "task.prompt_template=Q:{problem}",
+            "task=math_sample", f"task.chat_tokenizer={chat_tokenizer}", "task.prompt_template='Q:{problem}'",
             "n_problems=6", "strategy.budget=4", "strategy.max_tokens=48", "cache_path=null"])
     summary = run(cfg, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
@@ -154,4 +154,7 @@ def test_best_of_k_end_to_end_on_the_sample_with_a_chat_template(chat_tokenizer,
     assert [r["k"] for r in summary["budgets"]] == [1, 2, 4]
     # the tiny policy knows no LaTeX: every answer is graded (by math-verify) and wrong, which is the finding
     assert all(not r["correct"] for r in records) and summary["budgets"][-1]["coverage"] == 0.0
-    assert summary["ledger_totals"]["prompt_tokens"] > 6 * 4 * 40     # the chat-rendered prompts were sent
+    # the chat-rendered prompts were sent: one request per problem, each longer than the system message alone
+    from search.tasks.math import SYSTEM_PROMPT
+
+    assert summary["ledger_totals"]["prompt_tokens"] > 6 * len(SYSTEM_PROMPT)

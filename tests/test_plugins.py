@@ -114,13 +114,13 @@ def test_calculator_has_a_real_false_positive_rate():
 def test_example_plugin_runs_through_a_sweep(route, tmp_path, monkeypatch):
     chosen = ["verifier=plugin", "verifier.name=calculator"] if route == "entry_point" else [SEARCHPATH,
                                                                                            "verifier=calculator"]
-    monkeypatch.setattr(sys, "argv", ["search.run", "-m", *chosen, "strategy=beam_search", "strategy.budget=2,4",
+    monkeypatch.setattr(sys, "argv", ["search.run", "-m", *chosen, "strategy=beam_search", "strategy.budget=4,8",
                                       "n_problems=4", "cache_path=null", f"hydra.sweep.dir={tmp_path}"])
     main()
     from search.collect import collect
 
     table = collect(tmp_path)
-    assert len(table) == 2 and set(table["verifier"]) == {"calculator"} and set(table["k"]) == {2, 4}
+    assert len(table) == 2 and set(table["verifier"]) == {"calculator"} and set(table["k"]) == {4, 8}
     for job in ("0", "1"):
         summary = json.loads((tmp_path / job / "summary.json").read_text())
         assert summary["verifier_kind"] == "process" and summary["n_problems"] == 4
