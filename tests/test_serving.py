@@ -52,7 +52,8 @@ def test_prefix_cache_is_reported(policy):
 
 def test_one_warm_server_per_checkpoint_and_options(policy):
     again = managed_policy()
-    assert again.base_urls == policy.base_urls and len(server_mod._registry) == 1
+    policy_servers = [k for k in server_mod._registry if k[0].endswith("tiny/policy")]   # other tests add the PRM's
+    assert again.base_urls == policy.base_urls and len(policy_servers) == 1
     assert policy.server_version() and policy.model_id.startswith("tiny-policy@")
 
 
