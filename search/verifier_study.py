@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     from search.cli_checks import check_overrides
 
     check_overrides(overrides, CONF_DIR)
+    options = sorted(p.stem for p in (Path(CONF_DIR) / "strategy").glob("*.yaml") if p.stem != "best_of_k")
+    if args.search not in (*options, "none"):
+        print(f"error: --search {args.search}: choose one of {', '.join(options)}, or none", file=sys.stderr)
+        return 2
     name = next((o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")), "verifier")
     out = args.out or Path("multirun") / f"study_{name}"
     try:

@@ -2,6 +2,7 @@
 here, bad input as one line, the real MATH-500 and GSM8K files from ../shared/data, and best-of-k end to end on the
 tiny policy server with the shipped sample."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from search.contracts import LabError
 from search.tasks.math import MathTask, equivalent, gsm8k_answer, last_boxed
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(os.environ.get("LAB_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+"""The real MATH-500 and GSM8K files: ../shared/data beside the repository (or $LAB_SHARED_DATA); never copied."""
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
