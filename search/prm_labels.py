@@ -1,6 +1,6 @@
 """Process labels without a human: Monte-Carlo rollouts from every step of the policy's own solutions.
 
-    python -m search.prm_labels --problems 1500 --out prm_labels.jsonl     # the tiny policy on a managed server
+    python -m search.prm_labels --problems 2500 --out prm_labels.jsonl     # the tiny policy on a managed server
 
 The recipe of Math-Shepherd (Wang et al., 2024): sample solutions of training-split problems, and for every step
 continue the solution ``rollouts`` times from right after that step. The step's *soft* label is the share of those
@@ -162,7 +162,7 @@ def read_jsonl(path: str | Path) -> list[LabeledSolution]:
 def main(argv: list[str] | None = None) -> int:
     """CLI: label the tiny policy's solutions of training problems and print the agreement with the checker."""
     ap = argparse.ArgumentParser(prog="python -m search.prm_labels", description=main.__doc__)
-    ap.add_argument("--problems", type=int, default=1500, help="training-split problems to sample")
+    ap.add_argument("--problems", type=int, default=2500, help="training-split problems to sample")
     ap.add_argument("--samples", type=int, default=4, help="solutions sampled per problem")
     ap.add_argument("--rollouts", type=int, default=8, help="completions from each step")
     ap.add_argument("--seed", type=int, default=0)
