@@ -161,9 +161,10 @@ def test_measure_recovers_the_rates_of_flip_noise():
     assert step["tpr"] == pytest.approx(0.8, abs=0.05) and step["fpr"] == pytest.approx(0.3, abs=0.05)
 
 
-def test_beam_search_with_the_prm(tmp_path):
-    summary = run(config("strategy=beam_search", "strategy.budget=4", "verifier=prm"), tmp_path)
-    assert summary["verifier"] == "prm" and summary["n_problems"] == 8
+@pytest.mark.parametrize("strategy", ["best_of_k", "beam_search", "dvts", "mcts", "particle_filtering"])
+def test_every_strategy_runs_with_the_prm(strategy, tmp_path):
+    summary = run(config(f"strategy={strategy}", "strategy.budget=4", "verifier=prm", "n_problems=4"), tmp_path)
+    assert summary["verifier"] == "prm" and summary["n_problems"] == 4
     assert summary["ledger_totals"]["verifier_tokens"] > 0 and summary["ledger_totals"]["verifier_calls"] > 0
 
 
