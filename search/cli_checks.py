@@ -74,7 +74,8 @@ def check_overrides(argv: list[str], conf_dir: str, config_name: str = "config")
             for variant in variants:
                 cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
                 for group in ("policy", "verifier"):
-                    urls = cfg.get(group, {}).get("base_urls") if "base_urls" in cfg.get(group, {}) else None
+                    part = cfg.get(group) or {}
+                    urls = part.get("base_urls") if "base_urls" in part else None   # "in" is False for ???
                     if urls and not isinstance(urls, str):
                         servers.update({str(u): group for u in urls})
     except (HydraException, OmegaConfBaseException) as err:

@@ -4,8 +4,8 @@ and the flip-noise setting with the same rates.
     python -m search.measure verifier=prm                      # the tiny PRM on the eval split
     python -m search.measure verifier=judge strategy.budget=16
 
-The pool is the one best-of-k draws (same strategy config and seeds, so the generation cache answers a sweep's
-pools). Every candidate is scored by the verifier under test and labelled by the task: at the *outcome* level the
+The pool is the one best-of-k draws (its own ``solve``, with the same config and seeds, so the generation cache
+answers a sweep's pools). Every candidate is scored by the verifier under test and labelled by the task: at the *outcome* level the
 label is the grader's verdict on the final answer and the score is the verifier's whole-solution score
 (``Scores.final``); at the *step* level (process verifiers only) the label of step i is whether steps 1..i all match
 the reference (the process oracle) and the score is the verifier's score of step i.
@@ -19,7 +19,6 @@ Writes, into the run directory: ``verifier_scores.parquet`` (one row per labelle
 """
 from __future__ import annotations
 
-import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,10 +26,11 @@ from typing import Sequence
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from search.contracts import LabError
-from search.run import CONF_DIR, build, write_json_atomic
+from search.run import CONF_DIR, build, build_policy, build_verifier, write_json_atomic
+from verifiers.oracle import ProcessOracle
 
 LEVELS = ("outcome", "step")
 """Outcome level: one (score, label) per candidate; step level: one per step of a process verifier."""
@@ -114,32 +114,25 @@ def measure(cfg: DictConfig) -> tuple["object", dict]:
     if getattr(strategy, "name", None) != "best_of_k":
         raise LabError(f"search.measure draws best-of-k's pool; got strategy={strategy.name}: use "
                        f"strategy=best_of_k (strategy.budget sets the samples per problem)")
-    verifier = build(cfg, "verifier", task=task)
-    if cfg.get("noise") and "_target_" in cfg.noise:
-        verifier = build(cfg, "noise")(verifier)
-    policy = build(cfg, "policy")
-    if cfg.cache_path:
-        from search.cache import CachedPolicy, GenerationCache
-
-        Path(cfg.cache_path).parent.mkdir(parents=True, exist_ok=True)
-        policy = CachedPolicy(policy, GenerationCache(cfg.cache_path))
+    verifier, _ = build_verifier(cfg, task)
+    policy = build_policy(cfg)
     problems = task.problems("eval", cfg.n_problems)
+    steps_known = verifier.kind == "process" and getattr(task, "has_step_checker", True)
+    oracle = ProcessOracle(task)          # the step labels: 1 while every step so far is right
 
     def one(problem):
         ledger = Ledger(policy_params=policy.n_params, verifier_params=verifier.n_params)
-        pool = MeteredPolicy(policy, task, ledger).generate(problem, _pool_params(strategy, problem))[0]
-        scores = MeteredVerifier(verifier, ledger).score(problem, pool)
+        chosen = strategy.solve(problem, MeteredPolicy(policy, task, ledger), MeteredVerifier(verifier, ledger))
+        pool, scores = chosen.candidates, chosen.scores
+        labels = oracle.score(problem, pool).steps if steps_known else ()
+        base = {"problem_id": problem.id, "difficulty": problem.metadata.get(getattr(task, "difficulty_key", ""))}
         rows = []
         for i, (cand, steps) in enumerate(zip(pool, scores.steps)):
-            base = {"problem_id": problem.id, "candidate": i, "difficulty": problem.metadata.get(
-                getattr(task, "difficulty_key", ""), None)}
-            rows.append({**base, "level": "outcome", "step": len(steps) - 1, "score": scores.final[i],
-                         "label": int(task.grade(problem, cand.answer))})
-            if verifier.kind == "process" and cand.steps and getattr(task, "has_step_checker", True):
-                ok = True
-                for j, (right, s) in enumerate(zip(task.check_steps(problem, cand.steps), steps)):
-                    ok = ok and right
-                    rows.append({**base, "level": "step", "step": j, "score": s, "label": int(ok)})
+            rows.append({**base, "candidate": i, "level": "outcome", "step": len(steps) - 1,
+                         "score": scores.final[i], "label": int(task.grade(problem, cand.answer))})
+            if steps_known and cand.steps:
+                rows += [{**base, "candidate": i, "level": "step", "step": j, "score": s, "label": int(right)}
+                         for j, (s, right) in enumerate(zip(steps, labels[i]))]
         return rows, ledger.verifier_tokens
 
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
@@ -163,14 +156,6 @@ def summarize(table, quality: dict) -> dict:
             quality["levels"][level] = level_quality(part.score, part.label, quality["threshold"], part.problem_id)
     quality["matched_flip"] = {level: {"tpr": q["tpr"], "fpr": q["fpr"]} for level, q in quality["levels"].items()}
     return quality
-
-
-def _pool_params(strategy, problem):
-    from search.contracts import SamplingParams
-    from search.seeding import derive_seed
-
-    return SamplingParams(n=strategy.budget, temperature=strategy.temperature, top_p=strategy.top_p,
-                          max_tokens=strategy.max_tokens, seed=derive_seed(strategy.seed, problem.id))
 
 
 def sentence(quality: dict) -> str:

@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from search.contracts import LabError, Policy, Problem, SamplingParams, Task
+from search.contracts import Candidate, LabError, Policy, Problem, SamplingParams, Task
 from search.seeding import derive_seed
+from verifiers.oracle import ProcessOracle
 
 
 @dataclass(frozen=True)
@@ -84,17 +85,20 @@ def label_solutions(task: Task, policy: Policy, problems: Sequence[Problem], sam
                    for c in gen.completions)
         values[prefix] = wins / len(gen.completions)
 
+    oracle = ProcessOracle(task)          # the exact prefix labels, for the agreement report only
     out = []
     for problem, steps, correct in solutions:
         soft = [values[rollout_prompt(task, problem, steps[:i + 1])] for i in range(len(steps) - 1)]
         soft.append(1.0 if correct else 0.0)
-        exact, ok = [], True
-        for right in task.check_steps(problem, steps):
-            ok = ok and right
-            exact.append(int(ok))
+        exact = tuple(int(x) for x in oracle.score(problem, [_as_candidate(steps)]).steps[0])
         out.append(LabeledSolution(problem.id, problem.prompt, steps, tuple(soft), tuple(int(v > 0) for v in soft),
-                                   tuple(exact), correct))
+                                   exact, correct))
     return out
+
+
+def _as_candidate(steps: tuple[str, ...]) -> Candidate:
+    """A candidate holding only steps (all the process oracle reads)."""
+    return Candidate(steps=steps, answer=None, text="", prompt_tokens=0, completion_tokens=0, finish_reason="stop")
 
 
 def _batched(policy: Policy, prompts: Sequence[str], params: Sequence[SamplingParams], batch: int) -> list:
@@ -182,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             policy = managed_policy("tiny-policy")
         if args.cache:
-            Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
             policy = CachedPolicy(policy, GenerationCache(args.cache))
         task = ArithTask()
         labels = label_solutions(task, policy, task.problems("train", args.problems), args.samples, args.rollouts,

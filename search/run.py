@@ -166,6 +166,23 @@ def build(cfg: DictConfig, key: str, **kwargs):
         raise
 
 
+def build_verifier(cfg: DictConfig, task):
+    """The run's verifier and the one under its noise: ``cfg.verifier`` for ``task``, wrapped in ``cfg.noise`` when
+    a noise family is chosen (else both are the same object)."""
+    base = build(cfg, "verifier", task=task)
+    return (build(cfg, "noise")(base) if cfg.get("noise") and "_target_" in cfg.noise else base), base
+
+
+def build_policy(cfg: DictConfig):
+    """The run's policy client, behind the generation cache when ``cache_path`` is set."""
+    policy = build(cfg, "policy")
+    if cfg.cache_path:
+        from search.cache import CachedPolicy, GenerationCache
+
+        policy = CachedPolicy(policy, GenerationCache(cfg.cache_path))
+    return policy
+
+
 def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict:
     """The whole run; returns the summary it wrote. ``overrides`` are the command-line overrides that made this job
     (recorded so a sweep's table and report can say what each job changed)."""
@@ -173,9 +190,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
     task = build(cfg, "task")
     strategy = build(cfg, "strategy")
     budgets = resolve_budgets(cfg.budgets, strategy)
-    verifier = base_verifier = build(cfg, "verifier", task=task)
-    if cfg.get("noise") and "_target_" in cfg.noise:
-        verifier = build(cfg, "noise")(verifier)
+    verifier, base_verifier = build_verifier(cfg, task)
     check_verifier = getattr(strategy, "check_verifier", None)
     if check_verifier:
         check_verifier(verifier)
@@ -183,11 +198,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
     out_dir.mkdir(parents=True, exist_ok=True)
     records = RecordFile(out_dir / "records.jsonl")
     todo = [p for p in problems if p.id not in records.done]
-    policy = build(cfg, "policy")
-    if cfg.cache_path:
-        from search.cache import CachedPolicy, GenerationCache
-
-        policy = CachedPolicy(policy, GenerationCache(cfg.cache_path))
+    policy = build_policy(cfg)
 
     from tqdm import tqdm
 

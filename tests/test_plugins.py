@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from search.contracts import LabError
-from search.run import CONF_DIR, build, main
+from search.run import CONF_DIR, build_verifier, main
 from search.tasks.arith import ArithTask
 from verifiers import plugins
 from verifiers.contract import CHECKS, ContractError, check_verifier, main as contract_main, probe
@@ -23,11 +23,7 @@ def make(*overrides):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides))
 
-    def factory():
-        v = build(cfg, "verifier", task=TASK)
-        return build(cfg, "noise")(v) if "_target_" in cfg.noise else v
-
-    return factory
+    return lambda: build_verifier(cfg, TASK)[0]
 
 
 def test_example_plugin_is_installed_as_its_own_package():

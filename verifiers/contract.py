@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from search.cli_checks import explain
-    from search.run import CONF_DIR, build
+    from search.run import CONF_DIR, build, build_verifier
 
     overrides = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -162,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     task = build(cfg, "task")
 
     def make():
-        v = build(cfg, "verifier", task=task)
-        return build(cfg, "noise")(v) if cfg.get("noise") and "_target_" in cfg.noise else v
+        return build_verifier(cfg, task)[0]
 
     try:
         passed = check_verifier(make, task)
