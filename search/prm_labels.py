@@ -130,6 +130,8 @@ def agreement(labels: Sequence[LabeledSolution]) -> dict:
         "steps": len(pairs),
         "exact_right_share": len(right) / len(pairs),
         "hard_accuracy": sum(h == e for h, _, e in pairs) / len(pairs),
+        "hard_false_positives": fp,
+        "hard_false_negatives": fn,
         "hard_precision": tp / (tp + fp) if tp + fp else None,
         "hard_recall": tp / (tp + fn) if tp + fn else None,
         "soft_mean_on_right": sum(right) / len(right) if right else None,
