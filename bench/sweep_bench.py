@@ -4,7 +4,7 @@
     .venv/bin/python bench/sweep_bench.py --sweeps noise_flip,fp_cost --set n_problems=50
     .venv/bin/python bench/sweep_bench.py --readme-figures plots/figures     # regenerate the README's figures
 
-Runs each preset exactly as a user does (``python -m search.run -m +sweep=NAME``, then ``python -m plots.report``)
+Runs each preset exactly as a user does (``python -m search.run -m +sweep=NAME``, then ``python -m search.report``)
 in one fresh working directory, so the first preset starts from an empty generation cache and later presets reuse
 its pools. Prints, per preset and in total, the generation requests and generated tokens the sweep needed against
 what regenerating every cell (every job drawing its own pools) would need, and the wall time of each phase:
@@ -45,7 +45,7 @@ def run_preset(name: str, workdir: Path, extra: list[str]) -> dict:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
         raise SystemExit(f"error: {' '.join(cmd)} failed (exit {done.returncode}): " + " | ".join(tail))
     t1 = time.time()
-    report = subprocess.run([sys.executable, "-m", "plots.report", f"multirun/{name}"], cwd=workdir,
+    report = subprocess.run([sys.executable, "-m", "search.report", f"multirun/{name}"], cwd=workdir,
                             capture_output=True, text=True)
     report_s = time.time() - t1
     if report.returncode != 0:

@@ -6,7 +6,7 @@
 1. raw: plain sampling straight to the server's completions endpoint (no lab code): ``budget`` samples of each
    problem's prompt, the requests in flight together, exactly what best-of-k asks for; measured again right
    before every lab path, so each ratio compares two neighbouring measurements on a shared, noisy machine;
-2. best-of-k through the lab (``search.run.run``: metered policy, verifier, per-k evaluation, records);
+2. best-of-k through the lab (``search.engine.runner.run``: metered policy, verifier, per-k evaluation, records);
 3. each step-wise strategy through the lab, with the exact process oracle.
 
 Generated tokens per second of each path, and its ratio to raw (targets: best-of-k >= 0.9, step-wise >= 0.5).
@@ -28,8 +28,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.checkpoint import count_params, resolve  # noqa: E402
-from search.run import CONF_DIR, run  # noqa: E402
+from search.serving.checkpoint import count_params, resolve  # noqa: E402
+from search.build import compose  # noqa: E402
+from search.engine.runner import run  # noqa: E402
 from search.tasks.arith import ArithTask  # noqa: E402
 
 STRATEGIES = ("beam_search", "dvts", "mcts", "particle_filtering")
@@ -56,14 +57,11 @@ def raw_throughput(base_url: str, model: str, prompts: list[str], n: int, max_to
 def lab_throughput(base_url: str, model: str, n_params: int, strategy: str, verifier: str, n_problems: int,
                    budget: int, concurrency: int) -> dict:
     """Generated tokens and solve time of one lab run (server start excluded: the server is already up)."""
-    from hydra import compose, initialize_config_dir
-
     overrides = [f"strategy={strategy}", f"verifier={verifier}", f"strategy.budget={budget}",
                  f"n_problems={n_problems}", "cache_path=null", "policy=remote", f"policy.base_urls=[{base_url}]",
                  f"policy.model={model}", f"policy.n_params={n_params}", f"concurrency={concurrency}",
                  "bootstrap_resamples=100", "weighted_vote_draws=100", "seed=1"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose(overrides)
     with tempfile.TemporaryDirectory() as out:
         summary = run(cfg, Path(out))
     totals = summary["ledger_totals"]
@@ -85,7 +83,7 @@ def main(argv=None) -> int:
     server = None
     base_url = args.base_url
     if base_url is None:
-        from search.server import ManagedServer
+        from search.serving.vllm_server import ManagedServer
 
         server = ManagedServer(checkpoint, served_model_name=model).start()
         base_url = server.base_url

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from plots import Figure, budget_axis, pyplot, save_figure
-from search.fits import fit_coverage_power_law
+from search.analysis.fits import fit_coverage_power_law
 
 
 

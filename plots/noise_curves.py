@@ -13,7 +13,7 @@ import pandas as pd
 
 from plots import Figure, budget_axis, pyplot, save_figure
 from plots.table import AXIS_LABEL, curve, fixed_text, label, select, settings, varying
-from search.closed_forms import best_of_n_kl
+from search.analysis.closed_forms import best_of_n_kl
 
 FIXED_BUDGETS = (1, 4, 16, 64)
 """The budgets drawn in ``accuracy_vs_noise`` (those present in the table)."""

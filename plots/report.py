@@ -1,9 +1,11 @@
 """One page per sweep: its figures, what each shows in one sentence, its config, the closed-form check, and its
 table at the report budgets; written as report.md (renders on GitHub) and report.html (opens in any browser).
 
-    python -m plots.report multirun/noise_flip          # collects the sweep if its table is missing or stale
+    python -m search.report multirun/noise_flip     # (lab report) collects the table if stale, then this page
+    python -m plots.report multirun/noise_flip      # this page alone, from an up-to-date results.parquet
 
-Reads only the collected table (results.parquet); figures are drawn into the sweep directory beside it.
+Reads only the collected table (results.parquet) and, for a verifier study, its measurement files; figures are drawn
+into the sweep directory beside it.
 """
 from __future__ import annotations
 
@@ -137,7 +139,7 @@ def verifier_blocks(table: pd.DataFrame, quality: dict, sweep_dir: Path) -> list
     """The page of a verifier study: the verifier measured against the exact oracle (ROC, calibration, rates),
     its place on the flip-noise axis, and its search curves beside the oracle's and the matched noise's."""
     from plots.verifier_quality import arms_figure, calibration_figure, roc_figure
-    from search.measure import sentence
+    from search.analysis.verifier_metrics import sentence
 
     scores = pd.read_parquet(sweep_dir / "quality" / "verifier_scores.parquet")
     levels = pd.DataFrame([{"level": lvl, **{k: q.get(k) for k in ("n", "positives", "auroc", "within_problem_auroc", "tpr", "fpr",
@@ -146,7 +148,7 @@ def verifier_blocks(table: pd.DataFrame, quality: dict, sweep_dir: Path) -> list
                            for lvl, q in quality["levels"].items()])
     blocks: list[tuple] = [
         ("h1", f"Verifier study: {quality['verifier']}"),
-        ("p", f"Written {time.strftime('%Y-%m-%d %H:%M %Z')} by `python -m plots.report {sweep_dir}` from the jobs "
+        ("p", f"Written {time.strftime('%Y-%m-%d %H:%M %Z')} by `python -m search.report {sweep_dir}` from the jobs "
               f"of `python -m search.verifier_study`. Measured on {quality['n_problems']} evaluation problems x "
               f"{quality['samples']} samples of {quality['policy_model_id']}."),
         ("h2", "The verifier against the exact oracle"),
@@ -202,16 +204,19 @@ def render_html(blocks, title: str) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(sweep_dir: Path) -> list[Path]:
-    """Collect (when the table is missing or older than a job's summary), draw, and write the two pages."""
-    from search.collect import write_tables
+def table_is_stale(sweep_dir: Path) -> bool:
+    """Whether ``results.parquet`` is missing or older than one of the sweep's job summaries."""
+    table_path = Path(sweep_dir) / "results.parquet"
+    summaries = list(Path(sweep_dir).rglob("summary.json"))
+    return not table_path.exists() or bool(summaries) and max(p.stat().st_mtime for p in summaries) > \
+        table_path.stat().st_mtime
 
+
+def write_report(sweep_dir: Path) -> list[Path]:
+    """Draw the figures and write the two pages from the sweep's collected table (collect it first:
+    ``search.analysis.tables.write_tables``, which ``python -m search.report`` does when it is stale)."""
     sweep_dir = Path(sweep_dir)
     table_path = sweep_dir / "results.parquet"
-    summaries = list(sweep_dir.rglob("summary.json"))
-    if summaries and (not table_path.exists()
-                      or max(p.stat().st_mtime for p in summaries) > table_path.stat().st_mtime):
-        write_tables(sweep_dir, sweep_dir)
     table = pd.read_parquet(table_path)
     quality_path = sweep_dir / "quality" / "verifier_quality.json"
     if quality_path.exists():           # a verifier study (python -m search.verifier_study)
@@ -228,10 +233,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m plots.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("sweep_dir", type=Path, help="a sweep directory (multirun/NAME) holding finished jobs")
     args = ap.parse_args(argv)
-    if not args.sweep_dir.is_dir() or not (any(args.sweep_dir.rglob("summary.json"))
-                                           or (args.sweep_dir / "results.parquet").exists()):
-        print(f"error: no finished job (summary.json) under {args.sweep_dir}: give the directory of a sweep, e.g. "
-              f"multirun/noise_flip after python -m search.run -m +sweep=noise_flip", file=sys.stderr)
+    if table_is_stale(args.sweep_dir):
+        print(f"error: {args.sweep_dir} has no up-to-date results.parquet: run python -m search.report "
+              f"{args.sweep_dir} (it collects the table first)", file=sys.stderr)
         return 2
     for path in write_report(args.sweep_dir):
         print(path)

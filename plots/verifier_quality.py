@@ -1,4 +1,4 @@
-"""How good is a verifier, measured against the exact oracles (``search.measure``): its ROC curves at the outcome
+"""How good is a verifier, measured against the exact oracles (``search.engine.measuring``): its ROC curves at the outcome
 and step levels with the operating point marked, and its reliability diagram.
 
 Read only from the measured rows (``verifier_scores.parquet``) and numbers (``verifier_quality.json``).
@@ -15,9 +15,14 @@ LEVEL_STYLE = {"outcome": ("outcome (final answer)", "tab:blue"), "step": ("step
 """Label and colour of each level."""
 
 
+def quality_figures(table, quality: dict, out_dir: Path) -> list[Figure]:
+    """``roc.png`` and ``calibration.png`` (with SVGs) of one measurement, into ``out_dir``."""
+    return [roc_figure(table, quality, out_dir / "roc"), calibration_figure(table, quality, out_dir / "calibration")]
+
+
 def roc_figure(table, quality: dict, stem: Path) -> Figure:
     """ROC curve per level, AUROC in the legend, the operating threshold's (FPR, TPR) as a dot."""
-    from search.measure import roc_curve
+    from search.analysis.verifier_metrics import roc_curve
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.6), layout="constrained")

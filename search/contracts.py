@@ -1,12 +1,15 @@
-"""The contracts between the lab's parts: problems, candidates, sampling, scores, selections.
+"""The contracts between the lab's parts: problems, candidates, sampling, scores, selections, and the Task, Policy,
+Verifier and Strategy protocols.
 
 Every other module speaks in these types. They are plain frozen dataclasses and typing Protocols so that a
-third-party verifier or policy needs nothing from the lab but these names.
+third-party verifier, policy or strategy needs nothing from the lab but these names. The two checks that enforce a
+contract at run time (``check_scores`` for verifiers, ``prefix_text`` for how a partial solution is written) live
+here too, so every caller applies the same rule.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, ClassVar, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
 
 class LabError(Exception):
@@ -205,3 +208,64 @@ class Selection:
     """The verifier's scores of ``candidates``, when the strategy scored them."""
     extras: Mapping[str, Any] = field(default_factory=dict)
     """Strategy-specific facts worth recording (JSON-serialisable)."""
+
+
+def prefix_text(steps: Sequence[str], delimiter: str) -> str:
+    """The text of a partial solution: every step closed by the task's step delimiter. Continuations of one partial
+    solution therefore share an identical prompt prefix (what vLLM's prefix cache needs), and the text of a
+    continued candidate is this prefix followed by what the policy generated."""
+    return "".join(step + delimiter for step in steps)
+
+
+def check_scores(name: str, kind: str, candidates: Sequence[Candidate], scores: Scores,
+                 ranges: bool = True) -> None:
+    """Enforce the verifier contract on one ``score`` call: one tuple per candidate, one score per step for a process
+    verifier (one for a candidate without steps) or one score for an outcome verifier, and (with ``ranges``) every
+    score in [0, 1]. Raises LabError naming the verifier, the rule and the fix."""
+    if len(scores.steps) != len(candidates):
+        raise LabError(f"verifier {name} returned {len(scores.steps)} score tuples for {len(candidates)} "
+                       "candidates: its score() must return one tuple per candidate")
+    for cand, s in zip(candidates, scores.steps):
+        want = max(1, len(cand.steps)) if kind == "process" else 1
+        if len(s) != want:
+            raise LabError(f"verifier {name} ({kind}) gave {len(s)} scores for a candidate with "
+                           f"{len(cand.steps)} steps: a process verifier gives one per step (one for an empty "
+                           "candidate), an outcome verifier one")
+        if ranges and any(not 0.0 <= x <= 1.0 for x in s):
+            raise LabError(f"verifier {name} returned a score outside [0, 1]: {s}")
+
+
+StrategyKind = Literal["pool", "search"]
+"""``pool``: the strategy draws one pool per problem and the runner evaluates every budget k <= its size from it
+(best-of-k with every selection rule). ``search``: the strategy spends its own ``budget`` and reports that one
+point (beam search, DVTS, MCTS, particle filtering)."""
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """How a budget of policy and verifier calls is spent on one problem. A strategy never counts compute (the
+    metered policy and verifier charge the ledger) and never grades (the runner does, through the task)."""
+
+    name: ClassVar[str]
+    """The strategy's name in records, tables and figures."""
+    kind: ClassVar[StrategyKind]
+    """Pool (evaluated at every k from one pool) or search (reported at its own budget); see ``StrategyKind``."""
+    budget: int
+    """The budget knob every strategy shares, in samples per problem (the units of best-of-k)."""
+    selection: str
+    """How the final answer is picked: argmax | majority | weighted (``search.strategies.selection``)."""
+
+    def check_verifier(self, verifier: Verifier) -> None:
+        """Raise LabError when ``verifier`` cannot serve this strategy (a step-wise search needs a process one)."""
+
+    def solve(self, problem: Problem, policy: Any, verifier: Any) -> Selection:
+        """Spend the budget on ``problem`` through a metered policy and verifier (``search.ledger``); the
+        selection's candidates are the pool (kind ``pool``) or the solutions the search kept (kind ``search``)."""
+
+
+@runtime_checkable
+class PoolStrategy(Strategy, Protocol):
+    """A strategy of kind ``pool``: it also says which budgets its pool can evaluate."""
+
+    def check_budgets(self, budgets: list[int]) -> None:
+        """Raise LabError when a budget cannot be evaluated from this strategy's pool."""

@@ -17,8 +17,8 @@ import threading
 from dataclasses import dataclass, field, fields
 from typing import Sequence
 
-from search.contracts import (Candidate, LabError, Policy, Problem, SamplingParams, Scores, Task, Usage,
-                              Verifier)
+from search.contracts import (Candidate, Policy, Problem, SamplingParams, Scores, Task, Usage, Verifier,
+                              check_scores, prefix_text)
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Ledger:
 
     @property
     def verifier_flops(self) -> float:
-        return 2.0 * self.verifier_params * self.verifier_tokens
+        return verifier_flops(self.verifier_params, self.verifier_tokens)
 
     @property
     def flops(self) -> float:
@@ -92,6 +92,11 @@ def policy_flops(params: int, uncached_prompt_tokens: float, completion_tokens: 
     return 2.0 * params * (uncached_prompt_tokens + completion_tokens)
 
 
+def verifier_flops(params: int, tokens: float) -> float:
+    """The ledger's FLOPs formula for a verifier: 2 x its parameters x the tokens it processed."""
+    return 2.0 * params * tokens
+
+
 class MeteredPolicy:
     """A policy bound to one task and one ledger: turns raw completions into candidates and charges them."""
 
@@ -101,8 +106,7 @@ class MeteredPolicy:
     def prompt_for(self, problem: Problem, prefix: Sequence[str] = ()) -> str:
         """The problem prompt followed by the steps so far, each closed by the step delimiter, so that every
         continuation of one partial solution shares an identical prompt prefix (what vLLM's prefix cache needs)."""
-        delim = self.task.step_delimiter
-        return problem.prompt + "".join(step + delim for step in prefix)
+        return problem.prompt + prefix_text(prefix, self.task.step_delimiter)
 
     def generate(self, problem: Problem, params: SamplingParams | Sequence[SamplingParams],
                  prefixes: Sequence[Sequence[str]] = ((),)) -> list[list[Candidate]]:
@@ -111,13 +115,13 @@ class MeteredPolicy:
         prefix steps followed by the new ones."""
         prompts = [self.prompt_for(problem, prefix) for prefix in prefixes]
         generations = self.policy.generate(prompts, params)
-        delim = self.task.step_delimiter
         out = []
         for prefix, gen in zip(prefixes, generations):
             self.ledger.charge_generation(gen.usage, len(gen.completions))
             batch = []
+            head = prefix_text(prefix, self.task.step_delimiter)
             for c in gen.completions:
-                text = "".join(step + delim for step in prefix) + c.text
+                text = head + c.text
                 batch.append(Candidate(
                     steps=self.task.split_steps(text), answer=self.task.extract_answer(text), text=text,
                     prompt_tokens=gen.usage.prompt_tokens, completion_tokens=c.completion_tokens,
@@ -136,15 +140,6 @@ class MeteredVerifier:
 
     def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         scores = self.verifier.score(problem, tuple(candidates))
-        if len(scores.steps) != len(candidates):
-            raise LabError(f"verifier {self.name} returned {len(scores.steps)} score tuples for {len(candidates)} "
-                           "candidates: its score() must return one tuple per candidate")
-        for cand, s in zip(candidates, scores.steps):
-            want = max(1, len(cand.steps)) if self.kind == "process" else 1
-            if len(s) != want:
-                raise LabError(f"verifier {self.name} ({self.kind}) gave {len(s)} scores for a candidate with "
-                               f"{len(cand.steps)} steps: a process verifier gives one per step (one for an empty candidate), an outcome verifier one")
-            if any(not 0.0 <= x <= 1.0 for x in s):
-                raise LabError(f"verifier {self.name} returned a score outside [0, 1]: {s}")
+        check_scores(self.name, self.kind, candidates, scores)
         self.ledger.charge_verifier(len(candidates), scores.tokens)
         return scores

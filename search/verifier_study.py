@@ -5,14 +5,14 @@ with it, with the exact oracle, and with the flip noise of the same error rates;
     python -m search.verifier_study verifier=judge --search none          # an outcome verifier: best-of-k only
     python -m search.verifier_study verifier=prm n_problems=100 --budgets 4 8 16 --out multirun/prm_small
 
-Every job runs in this one process (``search.run.run`` on a composed config), so the policy and reward-model
+Every job runs in this one process (``search.engine.runner.run`` on a composed config), so the policy and reward-model
 servers load once; a rerun resumes (finished jobs are skipped, unfinished ones continue where they stopped). The
 directory ends up with:
 
     quality/              search.measure's output: verifier_quality.json, verifier_scores.parquet, roc/calibration
     best_of_k/{oracle,verifier,matched}/              one pool per arm, every k <= the largest budget
     <search>/{oracle,verifier,matched}/b<budget>/     one job per budget
-    results.parquet, report.md, report.html           search.collect and plots.report
+    results.parquet, report.md, report.html           search.analysis.tables and plots.report
 
 The *matched* arm wraps the exact oracle (outcome oracle for best-of-k, process oracle for the step-wise search) in
 ``noise=flip`` with the verifier's measured TPR and FPR at the threshold, at the level that search uses.
@@ -27,8 +27,9 @@ import json
 import sys
 from pathlib import Path
 
+from search.build import CONF_DIR, compose
+from search.cli import check_overrides, exit_on_lab_error, fail
 from search.contracts import LabError
-from search.run import CONF_DIR
 
 ARMS = ("oracle", "verifier", "matched")
 """The three arms of the comparison."""
@@ -38,13 +39,6 @@ _VERIFIER_KEYS = ("verifier", "+verifier", "noise", "+noise")
 def _is_verifier_override(o: str) -> bool:
     key = o.split("=", 1)[0]
     return key.split(".", 1)[0] in _VERIFIER_KEYS
-
-
-def _compose(overrides: list[str], config_name: str = "config", searchpath: list[str] = ()):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=config_name, overrides=[*searchpath, *overrides])
 
 
 def jobs(common: list[str], verifier: list[str], quality: dict, budgets: list[int], search: str | None) -> dict:
@@ -73,9 +67,11 @@ def jobs(common: list[str], verifier: list[str], quality: dict, budgets: list[in
 
 def study(overrides: list[str], out: Path, budgets: list[int], search: str | None) -> Path:
     """Measure, run every arm, collect, report; returns the path of report.md (report.html is beside it)."""
-    from search.collect import write_tables
-    from search.measure import measure, sentence, write
-    from search.run import run
+    from plots.verifier_quality import quality_figures
+    from search.analysis.tables import write_tables
+    from search.analysis.verifier_metrics import sentence
+    from search.engine.measuring import measure, write
+    from search.engine.runner import run
 
     searchpath = [o for o in overrides if o.startswith("hydra.searchpath=")]
     rest = [o for o in overrides if o not in searchpath]
@@ -88,10 +84,11 @@ def study(overrides: list[str], out: Path, budgets: list[int], search: str | Non
     if (qdir / "verifier_quality.json").exists():
         quality = json.loads((qdir / "verifier_quality.json").read_text())
     else:
-        cfg = _compose([*common, *verifier, "strategy=best_of_k", f"strategy.budget={max(budgets)}"], "measure",
-                       searchpath)
+        cfg = compose([*common, *verifier, "strategy=best_of_k", f"strategy.budget={max(budgets)}"], "measure",
+                      searchpath)
         table, quality = measure(cfg)
         write(qdir, table, quality)
+        quality_figures(table, quality, qdir)
     print(sentence(quality), flush=True)
     if search and "step" not in quality["levels"]:
         print(f"no step-level measurement ({quality['verifier']} is an outcome verifier, or the task has no exact "
@@ -103,7 +100,7 @@ def study(overrides: list[str], out: Path, budgets: list[int], search: str | Non
         if (job_dir / "summary.json").exists():
             continue
         print(f"== {name}: {' '.join(job)}", flush=True)
-        run(_compose(job, searchpath=searchpath), job_dir, tuple(job))
+        run(compose(job, searchpath=searchpath), job_dir, tuple(job))
     write_tables(out, out)
     from plots.report import write_report
 
@@ -120,20 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--search", default="beam_search",
                     help="step-wise strategy of the comparison (a conf/strategy name), or 'none'")
     args, overrides = ap.parse_known_args(argv)
-    from search.cli_checks import check_overrides
-
     check_overrides(overrides, CONF_DIR)
     options = sorted(p.stem for p in (Path(CONF_DIR) / "strategy").glob("*.yaml") if p.stem != "best_of_k")
     if args.search not in (*options, "none"):
-        print(f"error: --search {args.search}: choose one of {', '.join(options)}, or none", file=sys.stderr)
-        return 2
+        fail(f"--search {args.search}: choose one of {', '.join(options)}, or none")
     name = next((o.split("=", 1)[1] for o in overrides if o.startswith("verifier=")), "verifier")
     out = args.out or Path("multirun") / f"study_{name}"
-    try:
+    with exit_on_lab_error():
         report = study(overrides, out, sorted(args.budgets), None if args.search == "none" else args.search)
-    except LabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     print(f"report: {report}")
     return 0
 

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from search.cache import CachedPolicy, GenerationCache, cache_key
+from search.serving.cache import CachedPolicy, GenerationCache, cache_key
 from search.contracts import SamplingParams
 from tests.fakes import ScriptedPolicy
 
@@ -42,7 +42,7 @@ def test_unseeded_requests_are_not_cached(tmp_path):
 
 WRITER = """
 import sys
-from search.cache import GenerationCache
+from search.serving.cache import GenerationCache
 from search.contracts import Completion, Generation, Usage
 cache = GenerationCache(sys.argv[1])
 gen = Generation(tuple(Completion("x" * 200, 200, "stop") for _ in range(64)), Usage(10, 0, 12800))

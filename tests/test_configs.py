@@ -4,10 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from search.run import CONF_DIR, resolve_budgets
+from search.build import CONF_DIR, compose
+from search.engine.runner import resolve_budgets
 
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
 REQUIRED = {
@@ -33,14 +33,12 @@ def options(group):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_builds(group, option):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        # sweep presets are not in the defaults list: they are added with +sweep=NAME
-        overrides = [f"+{group}={option}" if group == "sweep" else f"{group}={option}"]
-        overrides += REQUIRED.get((group, option), [])
-        cfg = compose(config_name="config", overrides=overrides)
+    # sweep presets are not in the defaults list: they are added with +sweep=NAME
+    overrides = [f"+{group}={option}" if group == "sweep" else f"{group}={option}"]
+    overrides += REQUIRED.get((group, option), [])
+    cfg = compose(overrides)
     if group == "sweep":
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            hydra_cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        hydra_cfg = compose(overrides, return_hydra_config=True)
         assert hydra_cfg.hydra.sweeper.params, option          # a preset that sweeps nothing is a mistake
         resolve_budgets(cfg.budgets, instantiate(cfg.strategy))
         return

@@ -12,7 +12,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from search.estimators import (
+from search.analysis.estimators import (
     best_of_k,
     best_of_k_curve,
     binary_accept_at_k,

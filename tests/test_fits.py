@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from search.fits import fit_coverage_power_law
+from search.analysis.fits import fit_coverage_power_law
 
 
 def test_fit_recovers_an_exact_exponentiated_power_law():

@@ -7,18 +7,18 @@ import json
 import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from search import server as server_mod
-from search.run import CONF_DIR, main, run
+from search.serving import vllm_server as server_mod
+from search.build import compose
+from search.engine.runner import run
+from search.run import main
 
 pytestmark = pytest.mark.server
 SMALL = ["n_problems=6", "strategy.budget=8", "budgets=[1,2,4,8]", "report_budgets=[1,8]", "cache_path=null"]
 
 
 def config(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[*SMALL, *overrides])
+    return compose([*SMALL, *overrides])
 
 
 def read_records(path):
@@ -120,7 +120,7 @@ def test_cli_multirun_reuses_one_warm_server(tmp_path, monkeypatch, capsys):
 def test_noisy_verifier_curves_match_the_closed_forms_on_real_pools(tmp_path, noise):
     """The measured accuracy-against-k curve lies inside the simultaneous 95% band (bootstrap over problems) around
     the closed form computed from each problem's measured single-sample accuracy."""
-    from search import estimators
+    from search.analysis import estimators
 
     summary = run(config(f"noise={noise}", "n_problems=80", "strategy.budget=16", "budgets=[1,2,4,8,16]"),
                   tmp_path)
@@ -136,7 +136,7 @@ def test_noisy_verifier_curves_match_the_closed_forms_on_real_pools(tmp_path, no
             assert row[f"{rule}_closed_form"] == pytest.approx(c)
             assert row[f"{rule}_band_lo"] - 1e-12 <= c <= row[f"{rule}_band_hi"] + 1e-12
     from plots.report import closed_form_check
-    from search.collect import collect
+    from search.analysis.tables import collect
 
     check = closed_form_check(collect(tmp_path))
     assert list(check["rule"]) == rules and (check["inside band at every k"] == "yes").all()
@@ -159,7 +159,7 @@ def test_an_interrupted_sweep_resumes_to_exactly_the_uninterrupted_table(tmp_pat
     sweep again into the same directory must give the very table an uninterrupted run gives."""
     import pandas as pd
 
-    from search.collect import collect
+    from search.analysis.tables import collect
 
     def sweep(sweep_dir):
         monkeypatch.setattr(sys, "argv", ["search.run", "-m", *SMALL, "noise=flip", "noise.fpr=0.1,0.3",

@@ -19,7 +19,7 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}
 @pytest.fixture(scope="module")
 def chat_tokenizer(tmp_path_factory):
     """A real Hugging Face tokenizer with a chat template, built here (no hub): the tiny character tokenizer."""
-    from search.tiny.tokenizer import save_tokenizer
+    from search.training.tokenizer import save_tokenizer
 
     out = tmp_path_factory.mktemp("chat_tok")
     save_tokenizer(out)
@@ -111,7 +111,7 @@ def test_prompts_are_rendered_once_with_the_tokenizers_chat_template(chat_tokeni
 
 
 def test_a_tokenizer_without_chat_template_is_named(tmp_path):
-    from search.tiny.tokenizer import save_tokenizer
+    from search.training.tokenizer import save_tokenizer
 
     save_tokenizer(tmp_path)
     with pytest.raises(LabError, match="has no chat template"):
@@ -142,14 +142,12 @@ def test_real_gsm8k_answers_parse():
 
 @pytest.mark.server
 def test_best_of_k_end_to_end_on_the_sample_with_a_chat_template(chat_tokenizer, tmp_path):
-    from hydra import compose, initialize_config_dir
+    
+    from search.build import compose
+    from search.engine.runner import run
 
-    from search.run import CONF_DIR, run
-
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[
-            "task=math_sample", f"task.chat_tokenizer={chat_tokenizer}", "task.prompt_template='Q:{problem}'",
-            "n_problems=6", "strategy.budget=4", "strategy.max_tokens=48", "cache_path=null"])
+    cfg = compose(["task=math_sample", f"task.chat_tokenizer={chat_tokenizer}", "task.prompt_template='Q:{problem}'",
+                   "n_problems=6", "strategy.budget=4", "strategy.max_tokens=48", "cache_path=null"])
     summary = run(cfg, tmp_path)
     records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert summary["task"] == "math_sample" and summary["n_problems"] == 6 and len(records) == 6

@@ -3,10 +3,11 @@ agree with the closed forms of ESTIMATORS.md (within a simultaneous 95% band ove
 import numpy as np
 import pytest
 
-from search import closed_forms, estimators
+from search.analysis import closed_forms, estimators
 from search.contracts import Candidate, LabError, Problem
 from search.tasks.arith import ArithTask
 from verifiers.noise import Flip, ScoreNoise
+from verifiers.noise import predict as noise_predict
 from verifiers.oracle import OutcomeOracle, ProcessOracle
 
 TASK = ArithTask()
@@ -63,7 +64,7 @@ def simulate(noise_factory, ps, n, ks, rule):
             measured.append(estimators.best_of_k_curve(scores, [float(x) for x in correct], ks))
         else:
             measured.append([estimators.binary_accept_at_k([s >= 0.5 for s in scores], correct, k)[0] for k in ks])
-        predicted.append(closed_forms.predict(verifier.params(), c / n, ks)[rule])
+        predicted.append(noise_predict(verifier.params(), c / n, ks)[rule])
     return np.array(measured), np.array(predicted), verifier.params()
 
 
@@ -77,7 +78,7 @@ def wrong_prediction(params, ps, n, ks, rule):
     """The closed form with a mis-stated noise level (fpr or eps off by 0.1): what a wrong formula looks like."""
     bad = dict(params)
     bad["fpr" if "fpr" in bad else "eps"] += 0.1
-    return np.array([closed_forms.predict(bad, round(p * n) / n, ks)[rule] for p in ps])
+    return np.array([noise_predict(bad, round(p * n) / n, ks)[rule] for p in ps])
 
 
 @pytest.mark.parametrize("name,factory,rule", [

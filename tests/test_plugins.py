@@ -7,10 +7,10 @@ import sys
 from importlib.metadata import distribution
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from search.contracts import LabError
-from search.run import CONF_DIR, build_verifier, main
+from search.build import build_verifier, compose
+from search.run import main
 from search.tasks.arith import ArithTask
 from verifiers import plugins
 from verifiers.contract import CHECKS, ContractError, check_verifier, main as contract_main, probe
@@ -20,9 +20,7 @@ SEARCHPATH = "hydra.searchpath=[pkg://lab_example_verifier.conf]"
 
 
 def make(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
-
+    cfg = compose(overrides)
     return lambda: build_verifier(cfg, TASK)[0]
 
 
@@ -113,7 +111,7 @@ def test_example_plugin_runs_through_a_sweep(route, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["search.run", "-m", *chosen, "strategy=beam_search", "strategy.budget=4,8",
                                       "n_problems=4", "cache_path=null", f"hydra.sweep.dir={tmp_path}"])
     main()
-    from search.collect import collect
+    from search.analysis.tables import collect
 
     table = collect(tmp_path)
     assert len(table) == 2 and set(table["verifier"]) == {"calculator"} and set(table["k"]) == {4, 8}

@@ -4,12 +4,12 @@ judge on the policy server, the verifier measurement, and a verifier study end t
 import json
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from search.checkpoint import SHIPPED
+from search.serving.checkpoint import SHIPPED
 from search.contracts import Candidate, LabError
-from search.prm_labels import agreement, label_solutions, read_jsonl, write_jsonl
-from search.run import CONF_DIR, run
+from search.training.labels import agreement, label_solutions, read_jsonl, write_jsonl
+from search.build import compose
+from search.engine.runner import run
 from search.tasks.arith import ArithTask
 from verifiers.contract import check_verifier, probe
 from verifiers.judge import GenerativeJudge
@@ -21,13 +21,12 @@ SMALL = ["n_problems=8", "cache_path=null"]
 
 
 def config(*overrides, name="config"):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name=name, overrides=[*SMALL, *overrides])
+    return compose([*SMALL, *overrides], config_name=name)
 
 
 @pytest.fixture(scope="module")
 def policy():
-    from search.policies import managed_policy
+    from search.serving.clients import managed_policy
 
     return managed_policy().client
 
@@ -60,7 +59,7 @@ def test_monte_carlo_labels_from_the_policy_server(policy, tmp_path):
 
 
 def test_training_script_writes_a_servable_token_classifier(policy, tmp_path):
-    from search.tiny import train_prm
+    from search.training import train_prm
 
     labels = label_solutions(TASK, policy, TASK.problems("train", 10), samples=2, rollouts=2)
     write_jsonl(labels, tmp_path / "l.jsonl")
@@ -139,7 +138,8 @@ def test_judge_arithmetic_and_bad_templates():
 
 
 def test_measure_places_the_prm_on_the_noise_axis(tmp_path):
-    from search.measure import measure, sentence, write
+    from search.analysis.verifier_metrics import sentence
+    from search.engine.measuring import measure, write
 
     table, quality = measure(config("verifier=prm", "strategy.budget=4", name="measure"))
     assert set(table.level) == {"outcome", "step"} and set(quality["levels"]) == {"outcome", "step"}
@@ -148,12 +148,16 @@ def test_measure_places_the_prm_on_the_noise_axis(tmp_path):
     assert quality["matched_flip"]["step"] == {"tpr": step["tpr"], "fpr": step["fpr"]}
     assert "behaves at the outcome level like an exact oracle with TPR" in sentence(quality)
     write(tmp_path, table, quality)
+    assert {p.name for p in tmp_path.iterdir()} == {"verifier_scores.parquet", "verifier_quality.json"}
+    from plots.verifier_quality import quality_figures
+
+    quality_figures(table, quality, tmp_path)
     assert {p.name for p in tmp_path.glob("*.png")} == {"roc.png", "calibration.png"}
 
 
 def test_measure_recovers_the_rates_of_flip_noise():
     """An exact oracle under flip noise measures at (about) the TPR and FPR it was given."""
-    from search.measure import measure
+    from search.engine.measuring import measure
 
     _, quality = measure(config("verifier=process_oracle", "noise=flip", "noise.tpr=0.8", "noise.fpr=0.3",
                                 "strategy.budget=16", "n_problems=30", name="measure"))

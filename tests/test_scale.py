@@ -6,11 +6,11 @@ import sys
 import pandas as pd
 import pytest
 
-from search import server as server_mod
-from search.checkpoint import SHIPPED
-from search.collect import collect
+from search.serving import vllm_server as server_mod
+from search.serving.checkpoint import SHIPPED
+from search.analysis.tables import collect
 from search.contracts import SamplingParams
-from search.policies import managed_policy, remote_policy
+from search.serving.clients import managed_policy, remote_policy
 from search.run import main
 
 pytestmark = pytest.mark.server

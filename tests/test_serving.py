@@ -9,10 +9,10 @@ import time
 import httpx
 import pytest
 
-from search import server as server_mod
+from search.serving import vllm_server as server_mod
 from search.contracts import LabError, SamplingParams
-from search.policies import managed_policy
-from search.policy import OpenAIPolicy
+from search.serving.clients import managed_policy
+from search.serving.openai_policy import OpenAIPolicy
 
 pytestmark = pytest.mark.server
 PROMPTS = ["Q:17+5\n", "Q:40*7-3\n", "Q:99+55+1\n"]

@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from search.contracts import LabError
-from search.run import CONF_DIR, build, resolve_budgets, run
+from search.build import build, compose
+from search.engine.runner import resolve_budgets, run
 from search.strategies.particles import systematic_resample
 from search.strategies.stepwise import AGGREGATES, StepSearch
 
@@ -17,8 +17,7 @@ SMALL = ["n_problems=6", "strategy.budget=4", "cache_path=null", "bootstrap_resa
 
 
 def config(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+    return compose(overrides)
 
 
 def test_aggregates():

@@ -27,7 +27,7 @@ import math
 import sys
 from typing import Callable, Sequence
 
-from search.contracts import Candidate, LabError, Problem, Scores, Verifier
+from search.contracts import Candidate, LabError, Problem, Scores, Verifier, check_scores
 
 
 class ContractError(AssertionError):
@@ -75,14 +75,11 @@ def _scores(v: Verifier, problem: Problem, cands: Sequence[Candidate]) -> Scores
 
 def check_shapes(v: Verifier, probes) -> None:
     for problem, cands in probes:
-        s = _scores(v, problem, cands)
-        if len(s.steps) != len(cands):
-            _fail("shapes", f"{len(s.steps)} score tuples for {len(cands)} candidates")
-        for c, row in zip(cands, s.steps):
-            want = 1 if v.kind == "outcome" else max(1, len(c.steps))
-            if len(row) != want:
-                _fail("shapes", f"{len(row)} scores for a candidate with {len(c.steps)} steps; a {v.kind} verifier "
-                                f"gives {want}")
+        try:
+            check_scores(getattr(v, "name", type(v).__name__), v.kind, cands, _scores(v, problem, cands),
+                         ranges=False)
+        except LabError as err:
+            _fail("shapes", str(err))
 
 
 def check_ranges(v: Verifier, probes) -> None:
@@ -144,22 +141,16 @@ def check_verifier(make: Callable[[], Verifier], task=None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: compose the lab's config with the given overrides and check its verifier (with its noise, if any)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from search.cli_checks import explain
-    from search.run import CONF_DIR, build, build_verifier
+    from search.build import build_task, build_verifier
+    from search.cli import composed
 
     overrides = list(sys.argv[1:] if argv is None else argv)
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        print(f"error: {explain(str(err), CONF_DIR)}", file=sys.stderr)
-        return 2
+        cfg = composed(overrides)
+    except SystemExit as done:         # a composition error, already printed as one line
+        return int(done.code)
 
-    task = build(cfg, "task")
+    task = build_task(cfg)
 
     def make():
         return build_verifier(cfg, task)[0]

@@ -17,7 +17,7 @@ import threading
 from typing import Sequence
 
 from search.contracts import Candidate, LabError, Problem, Scores, Task
-from search.http import Replicas, ServedModel
+from search.serving.http import Replicas, ServedModel
 
 INSTRUCT_TEMPLATE = ("Problem:\n{prompt}\n\nProposed solution:\n{solution}\n\n"
                      "Is the proposed solution correct? Answer yes or no.\nAnswer:")
@@ -102,7 +102,7 @@ def judge(task: Task, base_urls: Sequence[str] | None = None, model: str | None 
         http = Replicas(base_urls, "judge", model, "verifier", api_key=api_key, max_concurrency=max_concurrency,
                         timeout_s=timeout_s, max_retries=max_retries)
         return GenerativeJudge(task, http, model, model, int(n_params), template, yes_token, no_token, top_logprobs)
-    from search.policies import managed_policy
+    from search.serving.clients import managed_policy
 
     managed = managed_policy(checkpoint)
 

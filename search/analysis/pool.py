@@ -1,6 +1,6 @@
 """Evaluate one graded, scored pool at every budget k <= n (sample once, evaluate every budget).
 
-Each figure is the exact average over all k-subsets of the pool (``search.estimators``), except weighted vote,
+Each figure is the exact average over all k-subsets of the pool (``search.analysis.estimators``), except weighted vote,
 which has no closed form and is a Monte-Carlo average with its standard error. The compute charged for budget k is
 what a fresh request for k samples costs: the prompt once plus k times the pool's mean completion length (and k
 verifier scorings), whatever n is.
@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from search import estimators
+from search.analysis import estimators
 from search.ledger import policy_flops
 
 RULES = ("coverage", "argmax", "majority", "weighted", "accept")

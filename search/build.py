@@ -1,0 +1,110 @@
+"""The composition root: the one place that turns a config into the lab's parts.
+
+    from search.build import compose, build_world
+    cfg = compose(["strategy=beam_search", "verifier=process_oracle"])
+    world = build_world(cfg)          # task, strategy, verifier (under its noise), policy (behind the cache)
+
+Every entry point (run, measure, the verifier study, the contract checker, the benches) builds through here; no
+library module imports an entry point. ``compose`` is Hydra's composition outside a Hydra app (for commands that run
+many configs in one process); inside ``@hydra.main`` the config arrives composed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig
+
+from search.contracts import LabError, Policy, Strategy, Task, Verifier
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+"""The lab's Hydra config tree (``conf/``)."""
+
+
+def compose(overrides: Sequence[str] = (), config_name: str = "config", searchpath: Sequence[str] = (),
+            return_hydra_config: bool = False) -> DictConfig:
+    """The config that ``python -m search.run OVERRIDES`` would run, composed without starting a Hydra app.
+    ``searchpath`` holds ``hydra.searchpath=[...]`` overrides (a plug-in's conf folder). Composition errors are
+    Hydra's exceptions; ``search.cli.composed`` turns them into one line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=[*searchpath, *overrides],
+                             return_hydra_config=return_hydra_config)
+
+
+def build(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
+    """Instantiate ``cfg[key]``, turning the errors a user can cause into one LabError line."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from omegaconf.errors import MissingMandatoryValue
+
+    try:
+        return instantiate(cfg[key], **kwargs)
+    except MissingMandatoryValue as err:
+        raise LabError(f"{err.full_key} is not set: give it on the command line ({err.full_key}=...) or in "
+                       f"conf/{key}/") from None
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, LabError):
+            raise cause from None
+        if isinstance(cause, MissingMandatoryValue):
+            raise LabError(f"{cause.full_key} is not set: give it on the command line ({cause.full_key}=...)") from None
+        if isinstance(cause, TypeError):
+            raise LabError(f"{key} config does not fit {cfg[key].get('_target_')}: {cause}") from None
+        raise
+
+
+def build_task(cfg: DictConfig) -> Task:
+    """The run's task (problems and the only grader)."""
+    return build(cfg, "task")
+
+
+def build_strategy(cfg: DictConfig) -> Strategy:
+    """The run's search strategy."""
+    return build(cfg, "strategy")
+
+
+def build_verifier(cfg: DictConfig, task: Task) -> tuple[Verifier, Verifier]:
+    """The run's verifier and the one under its noise: ``cfg.verifier`` for ``task``, wrapped in ``cfg.noise`` when
+    a noise family is chosen (else both are the same object). Returns (verifier under noise, base verifier)."""
+    base = build(cfg, "verifier", task=task)
+    return (build(cfg, "noise")(base) if cfg.get("noise") and "_target_" in cfg.noise else base), base
+
+
+def build_policy(cfg: DictConfig) -> Policy:
+    """The run's policy client, behind the generation cache when ``cache_path`` is set."""
+    policy = build(cfg, "policy")
+    if cfg.get("cache_path"):
+        from search.serving.cache import CachedPolicy, GenerationCache
+
+        policy = CachedPolicy(policy, GenerationCache(cfg.cache_path))
+    return policy
+
+
+@dataclass
+class World:
+    """Everything one config builds."""
+
+    task: Task
+    """Problems and the grader."""
+    strategy: Strategy
+    """How the budget is spent."""
+    verifier: Verifier
+    """The verifier the strategy sees (under its noise, if any)."""
+    base_verifier: Verifier
+    """The verifier before noise (the same object when there is no noise)."""
+    policy: Policy
+    """The policy client (behind the generation cache when ``cache_path`` is set); a managed server starts lazily."""
+
+
+def build_world(cfg: DictConfig) -> World:
+    """Task, strategy, verifier (checked against the strategy's needs) and policy, in that order, so a config
+    mistake is reported before any server or cache is touched."""
+    task = build_task(cfg)
+    strategy = build_strategy(cfg)
+    verifier, base = build_verifier(cfg, task)
+    strategy.check_verifier(verifier)
+    return World(task=task, strategy=strategy, verifier=verifier, base_verifier=base, policy=build_policy(cfg))
