@@ -1,8 +1,9 @@
-"""A run directory's files: the record file a run appends to, and JSON written atomically.
+"""A run directory's files: the config that made it, the record file a run appends to, and JSON written atomically.
 
 ``records.jsonl`` holds one line per finished problem, appended one complete line at a time (flushed and fsynced),
 so a killed run loses at most the line being written; on open, a torn last line is cut off and the finished problem
-ids are read back, which is how a rerun resumes.
+ids are read back, which is how a rerun resumes. ``run_config.json`` is the config that made the records: a rerun
+with another config is refused (``check_run_dir``), so a directory never mixes the results of two configs.
 """
 from __future__ import annotations
 
@@ -10,6 +11,56 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
+
+from search.contracts import LabError
+
+NOT_IDENTITY = ("n_problems", "concurrency", "report_budgets", "cache_path", "bootstrap_resamples",
+                "policy.max_concurrency", "policy.timeout_s", "policy.max_retries", "policy.startup_timeout_s",
+                "policy.log_dir", "policy.base_urls", "policy.api_key", "verifier.base_urls", "verifier.timeout_s",
+                "verifier.max_retries", "verifier.max_concurrency", "verifier.startup_timeout_s", "verifier.log_dir")
+"""Config fields that do not change a problem's record, so a rerun may change them: how many problems (a rerun
+with more extends the run), how fast or where requests go, and what is only recomputed from the records (the
+printed rows, the bootstrap). Every other field is part of the run's identity."""
+CONFIG_FILE = "run_config.json"
+"""The config that made a run directory's records, as plain fields."""
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def identity(config: dict) -> dict[str, Any]:
+    """The fields of a resolved config (plain dict) that make a run's records what they are, flattened."""
+    return {k: v for k, v in _flatten(config).items() if k not in NOT_IDENTITY and not k.startswith("hydra.")}
+
+
+def check_run_dir(out_dir: Path, config: dict) -> None:
+    """Refuse to add records made by ``config`` to a directory whose records another config made; record the
+    config when the directory is new. A directory from before ``run_config.json`` existed is checked against its
+    summary's config."""
+    path, records = out_dir / CONFIG_FILE, out_dir / "records.jsonl"
+    before = None
+    if path.exists():
+        before = json.loads(path.read_text())
+    elif (out_dir / "summary.json").exists():
+        before = json.loads((out_dir / "summary.json").read_text()).get("config")
+    has_records = records.exists() and records.stat().st_size > 0
+    if before is not None and has_records:
+        old, new = identity(before), identity(config)
+        diff = sorted(k for k in old.keys() | new.keys() if old.get(k, "(unset)") != new.get(k, "(unset)"))
+        if diff:
+            shown = "; ".join(f"{k}: {old.get(k, '(unset)')} -> {new.get(k, '(unset)')}" for k in diff[:4])
+            more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+            raise LabError(f"{out_dir} holds records of another config ({shown}{more}): run into a new directory "
+                           f"(hydra.run.dir=... or hydra.sweep.dir=...), or delete {out_dir} to start it afresh")
+    if before is None or not has_records:
+        write_json_atomic(path, config)
 
 
 class RecordFile:

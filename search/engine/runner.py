@@ -25,7 +25,7 @@ from search.analysis.summaries import (policy_profile, summarize_budgets, summar
                                        summarize_search)
 from search.build import build_policy, build_strategy, build_task, build_verifier
 from search.contracts import LabError, Problem, Strategy
-from search.engine.records import RecordFile, write_json_atomic
+from search.engine.records import RecordFile, check_run_dir, write_json_atomic
 from search.ledger import Ledger, MeteredPolicy, MeteredVerifier
 from search.seeding import derive_seed
 from verifiers.noise import closed_form_params, predict
@@ -116,6 +116,8 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
     strategy.check_verifier(verifier)
     problems = task.problems("eval", cfg.n_problems)
     out_dir.mkdir(parents=True, exist_ok=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    check_run_dir(out_dir, config)
     records = RecordFile(out_dir / "records.jsonl")
     todo = [p for p in problems if p.id not in records.done]
     policy = build_policy(cfg)
@@ -137,7 +139,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
     recs = sorted((r for r in records.records if r["problem_id"] in wanted), key=lambda r: order[r["problem_id"]])
     totals = {key: sum(r["ledger"][key] for r in recs) for key in recs[0]["ledger"]} if recs else {}
     summary = {
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": config,
         "overrides": list(overrides),
         "task": task.name,
         "strategy": strategy.name,

@@ -1,0 +1,77 @@
+"""Whole runs on the fake arithmetic policy (no server): records, summary, resume, torn lines, and a run directory
+that refuses to mix the results of two configs."""
+import json
+import os
+
+import pytest
+
+from search.build import compose
+from search.contracts import LabError
+from search.engine.records import CONFIG_FILE
+from search.engine.runner import run
+from tests.arith_fakes import with_fake_policy
+
+SMALL = ["n_problems=12", "strategy.budget=8", "bootstrap_resamples=50", "weighted_vote_draws=50"]
+
+
+def config(*overrides, **fake):
+    return with_fake_policy(compose([*SMALL, *overrides]), **({"slip": 0.2} | fake))
+
+
+def records(path):
+    return [json.loads(line) for line in (path / "records.jsonl").read_text().splitlines()]
+
+
+def test_a_run_writes_one_record_per_problem_and_its_config(tmp_path):
+    summary = run(config(), tmp_path)
+    recs = records(tmp_path)
+    assert len(recs) == 12 == summary["n_problems"] and len({r["problem_id"] for r in recs}) == 12
+    assert all(len(r["pool"]["answer"]) == 8 for r in recs)
+    assert json.loads((tmp_path / CONFIG_FILE).read_text()) == summary["config"]
+    assert summary["strategy_kind"] == "pool" and [row["k"] for row in summary["budgets"]] == [1, 2, 4, 8]
+
+
+def test_a_rerun_with_another_config_is_refused_and_names_the_fields(tmp_path):
+    run(config(), tmp_path)
+    before = (tmp_path / "records.jsonl").read_bytes()
+    with pytest.raises(LabError, match=r"another config \(verifier\._target_: verifiers\.oracle\.OutcomeOracle -> "
+                                       r"verifiers\.random\.RandomVerifier.*new directory"):
+        run(config("verifier=random"), tmp_path)
+    with pytest.raises(LabError, match=r"strategy\.budget: 8 -> 16"):
+        run(config("strategy.budget=16"), tmp_path)
+    with pytest.raises(LabError, match=r"policy\.slip: 0\.2 -> 0\.5"):
+        run(config(slip=0.5), tmp_path)
+    assert (tmp_path / "records.jsonl").read_bytes() == before      # nothing was mixed in
+
+
+def test_a_run_directory_from_before_run_config_is_checked_against_its_summary(tmp_path):
+    run(config(), tmp_path)
+    (tmp_path / CONFIG_FILE).unlink()
+    with pytest.raises(LabError, match="another config"):
+        run(config("fp_cost=1.0"), tmp_path)
+
+
+def test_a_rerun_resumes_and_may_extend_the_problem_set(tmp_path):
+    first = run(config("n_problems=6"), tmp_path)
+    six = [r["problem_id"] for r in records(tmp_path)]
+    second = run(config("n_problems=12", "concurrency=3"), tmp_path)   # more problems, another speed: same run
+    assert first["n_problems"] == 6 and second["n_problems"] == 12
+    assert [r["problem_id"] for r in records(tmp_path)][:6] == six and len(records(tmp_path)) == 12
+
+
+def test_a_resumed_run_does_not_redo_finished_problems_and_cuts_a_torn_line(tmp_path, monkeypatch):
+    import search.engine.runner as runner
+
+    full = run(config(), tmp_path / "full")
+    part = tmp_path / "part"
+    run(config("n_problems=5"), part)
+    with open(part / "records.jsonl", "ab") as fh:          # a run killed in the middle of a line
+        fh.write(b'{"problem_id": "torn", "pool": {"ans')
+    from search.build import build_policy
+
+    policies = []
+    monkeypatch.setattr(runner, "build_policy", lambda c: policies.append(build_policy(c)) or policies[-1])
+    resumed = run(config(), part)
+    assert policies[0].requests == 12 - 5                  # one pool request per problem not yet done
+    assert len(records(part)) == 12                         # the torn line is gone, every line parses
+    assert resumed["budgets"] == full["budgets"]            # identical to an uninterrupted run
