@@ -4,8 +4,9 @@
 
 Every round spends ``budget`` step samples: the active beams share them (``budget // expansions`` beams of
 ``expansions`` children each once the search is under way), the children are scored, finished ones are set aside,
-and the best ``budget // expansions`` unfinished ones become the next beams. The search stops when that many
-solutions have finished or none is left to extend. With ``lookahead > 0`` a child is ranked by the score of its
+and the best ``budget // expansions`` unfinished ones become the next beams. The search goes on until no beam is
+left to extend (or ``max_steps`` rounds), as search-and-learn's beam search does: a solution that finished badly (a
+premature answer, a step cut at ``step_max_tokens``) must not end the search for the others. With ``lookahead > 0`` a child is ranked by the score of its
 greedy continuation ``lookahead`` steps further (the continuation is charged; the beam keeps the child itself).
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ class BeamSearch(StepSearch):
     def solve(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier) -> Selection:
         width = self.budget // self.expansions
         active, finished, rounds = [self.root()], [], 0
-        while active and len(finished) < width and rounds < self.max_steps:
+        while active and rounds < self.max_steps:
             share = [self.budget // len(active) + (i < self.budget % len(active)) for i in range(len(active))]
             children = [c for group in self.expand_and_score(problem, policy, verifier, active, share, rounds)
                         for c in group]
@@ -51,4 +52,4 @@ class BeamSearch(StepSearch):
             else:
                 rank = {id(c): c.score for c in growing}
             active = sorted(growing, key=lambda c: -rank[id(c)])[:width]
-        return self.select(finished, active, {"rounds": rounds, "width": width})
+        return self.select(problem, finished, active, {"rounds": rounds, "width": width})
