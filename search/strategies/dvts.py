@@ -2,8 +2,8 @@
 
     python -m search.run strategy=dvts verifier=process_oracle strategy.budget=16
 
-``budget // expansions`` subtrees each expand their current node into ``expansions`` children per round and keep
-only the best one, so the subtrees cannot collapse onto one high-scoring prefix as a beam can; every round costs
+``budget // expansions`` subtrees each expand their current node into about ``expansions`` children per round (the
+remainder of ``budget`` over the subtrees goes one extra child each to the first ones) and keep only the best one, so the subtrees cannot collapse onto one high-scoring prefix as a beam can; every round costs
 ``budget`` step samples while all subtrees are alive. The answer is picked among the subtrees' finished solutions.
 """
 from __future__ import annotations
@@ -30,17 +30,20 @@ class DiverseTreeSearch(StepSearch):
 
     def solve(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier) -> Selection:
         subtrees = self.budget // self.expansions
+        # every round spends the whole budget while all subtrees are alive: the remainder goes to the first ones
+        share = [self.budget // subtrees + (i < self.budget % subtrees) for i in range(subtrees)]
         # round 0: the root's budget children split into the subtrees' first candidates
-        first = self.expand_and_score(problem, policy, verifier, [self.root()], subtrees * self.expansions, 0)[0]
-        groups = [first[i * self.expansions:(i + 1) * self.expansions] for i in range(subtrees)]
+        first = self.expand_and_score(problem, policy, verifier, [self.root()], self.budget, 0)[0]
+        edges = [sum(share[:i]) for i in range(subtrees + 1)]
+        groups = [first[edges[i]:edges[i + 1]] for i in range(subtrees)]
         current = [max(g, key=lambda c: c.score) for g in groups]
         rounds = 1
         while rounds < self.max_steps and any(not c.finished for c in current):
             alive = [i for i, c in enumerate(current) if not c.finished]
             grown = self.expand_and_score(problem, policy, verifier, [current[i] for i in alive],
-                                          self.expansions, rounds)
+                                          [share[i] for i in alive], rounds)
             for i, children in zip(alive, grown):
                 current[i] = max(children, key=lambda c: c.score)
             rounds += 1
         finished = [c for c in current if c.finished]
-        return self.select(finished, current, {"rounds": rounds, "subtrees": subtrees})
+        return self.select(problem, finished, current, {"rounds": rounds, "subtrees": subtrees})

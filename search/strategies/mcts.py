@@ -77,12 +77,13 @@ class MCTS(StepSearch):
         return node
 
     def _children(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier, leaves: list[_TreeNode],
-                  wave: int) -> tuple[list[list[tuple[Node, float]]], list[Node]]:
-        """Expand each leaf: per leaf a list of (child, value), and the finished solutions met on the way."""
+                  counts: list[int], wave: int) -> tuple[list[list[tuple[Node, float]]], list[Node]]:
+        """Expand each leaf by its count of samples: per leaf a list of (child, value), and the finished solutions
+        met on the way."""
         if not self.rollout:
-            grown = self.expand_and_score(problem, policy, verifier, [t.node for t in leaves], self.expansions, wave)
+            grown = self.expand_and_score(problem, policy, verifier, [t.node for t in leaves], counts, wave)
             return [[(c, c.score) for c in group] for group in grown], [c for g in grown for c in g if c.finished]
-        groups = self.expand(problem, policy, [t.node for t in leaves], self.expansions, wave, to_end=True)
+        groups = self.expand(problem, policy, [t.node for t in leaves], counts, wave, to_end=True)
         done = self.score(problem, verifier, [c for g in groups for c in g])
         out, i, delim = [], 0, policy.task.step_delimiter
         for leaf, group in zip(leaves, groups):
@@ -110,12 +111,16 @@ class MCTS(StepSearch):
         finished: dict[str, Node] = {}           # by text: a solution found twice counts once
         spent = waves = 0
         while spent < self.budget:
-            size = max(1, min(self.parallel, (self.budget - spent) // self.expansions))
+            left = self.budget - spent
+            size = max(1, min(self.parallel, math.ceil(left / self.expansions)))
             leaves = [self._walk(root) for _ in range(size)]
             unique = list({id(t): t for t in leaves if not t.node.finished}.values())
+            # the last wave gets what is left of the budget, never more
+            counts = [min(self.expansions, left - i * self.expansions) for i in range(len(unique))]
+            unique, counts = [t for t, c in zip(unique, counts) if c > 0], [c for c in counts if c > 0]
             values: dict[int, float] = {}
             if unique:
-                groups, done = self._children(problem, policy, verifier, unique, waves)
+                groups, done = self._children(problem, policy, verifier, unique, counts, waves)
                 for node in done:
                     if node.finished:
                         finished.setdefault(node.candidate.text, node)
@@ -133,7 +138,8 @@ class MCTS(StepSearch):
                 while leaf is not None:
                     leaf.value_sum += value
                     leaf = leaf.parent
-            spent += max(1, len(unique)) * self.expansions
+            # a wave whose walks all ended on finished solutions draws nothing; count it so the loop ends
+            spent += sum(counts) if counts else self.expansions
             waves += 1
-        return self.select(list(finished.values()), [t.node for t in root.children],
+        return self.select(problem, list(finished.values()), [t.node for t in root.children],
                            {"waves": waves, "root_visits": root.visits, "tree_children": len(root.children)})
