@@ -35,6 +35,8 @@ class ArithPolicy:
         self.model_id, self.n_params = model_id, n_params
         self.requests = 0
         self.calls: list[tuple[str, SamplingParams]] = []
+        self.batches: list[int] = []
+        """Samples asked for in each ``generate`` call (one call per round of a step-wise search)."""
 
     def _solution_from(self, prompt: str, rng: random.Random) -> list[str]:
         head, _, done = prompt.partition("\n")
@@ -59,6 +61,7 @@ class ArithPolicy:
         return out
 
     def generate(self, prompts: Sequence[str], params) -> list[Generation]:
+        self.batches.append(sum(p.n for p in per_prompt(params, len(prompts))))
         out = []
         for prompt, p in zip(prompts, per_prompt(params, len(prompts))):
             self.requests += 1

@@ -8,6 +8,7 @@ the compute charged for budget k is what k samples cost, whatever the pool size.
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from search.contracts import LabError, Problem, SamplingParams, Selection
@@ -59,5 +60,6 @@ class BestOfK:
                                 max_tokens=self.max_tokens, seed=derive_seed(self.seed, problem.id))
         pool = tuple(policy.generate(problem, params)[0])
         scores = verifier.score(problem, pool)
-        answer = select_answer([c.answer for c in pool], scores.final, self.selection)
+        answer = select_answer([c.answer for c in pool], scores.final, self.selection,
+                               random.Random(derive_seed(self.seed, problem.id, "ties")))
         return Selection(answer=answer, candidates=pool, scores=scores)

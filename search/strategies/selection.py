@@ -4,10 +4,12 @@
     majority  the most frequent final answer (solutions without an answer do not vote)
     weighted  the answer with the highest summed score
 
-Ties go to the first in the given order (the pool's order for best-of-k, finishing order for a search).
+Ties are broken uniformly at random with the caller's seeded generator (as the pool estimators assume), never by
+the order in which solutions happened to finish.
 """
 from __future__ import annotations
 
+import random
 from collections import Counter
 from typing import Sequence
 
@@ -23,14 +25,20 @@ def check_selection(rule: str) -> None:
         raise LabError(f"unknown strategy.selection '{rule}': use one of {', '.join(SELECTIONS)}")
 
 
-def select_answer(answers: Sequence[str | None], scores: Sequence[float], rule: str) -> str | None:
-    """The final answer among solutions with these answers and scores under ``rule`` (None when there is none)."""
+def select_answer(answers: Sequence[str | None], scores: Sequence[float], rule: str,
+                  rng: random.Random) -> str | None:
+    """The final answer among solutions with these answers and scores under ``rule`` (None when there is none),
+    ties broken uniformly by ``rng``."""
     if not answers:
         return None
     if rule == "argmax":
-        return answers[max(range(len(answers)), key=lambda i: scores[i])]
+        best = max(scores)
+        return answers[rng.choice([i for i, s in enumerate(scores) if s == best])]
     weight: Counter = Counter()
     for answer, score in zip(answers, scores):
         if answer is not None:
             weight[answer] += 1.0 if rule == "majority" else score
-    return max(weight, key=weight.get) if weight else None
+    if not weight:
+        return None
+    top = max(weight.values())
+    return rng.choice([a for a, w in weight.items() if w == top])

@@ -13,6 +13,7 @@ samples cost (N step continuations per round of a beam or tree search, N particl
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -64,7 +65,8 @@ class StepSearch:
     step_max_tokens: int = 32
     """Most tokens in one step; a step that reaches it ends its solution (finish reason ``length``)."""
     max_tokens: int = 96
-    """Most tokens in a whole solution (as best-of-k's ``max_tokens``): caps a continuation to the end."""
+    """Most tokens in a whole solution, the same cap as best-of-k's ``max_tokens``: a step is cut where the
+    solution reaches it, and the solution ends there."""
     max_steps: int = 12
     """Most steps in a solution; a solution that reaches it is finished (and usually wrong)."""
     seed: int = 0
@@ -116,10 +118,11 @@ class StepSearch:
         texts = list(wanted)
         stop = () if to_end else (policy.task.step_delimiter,)
         # greedy continuations of one prefix are all the same: ask for one and hand it to every node that wants it
+        # every solution is held to max_tokens in all, as best-of-k's samples are; a step also to step_max_tokens
+        left = {t: max(1, self.max_tokens - prefixes[t].completion_tokens) for t in texts}
         params = [SamplingParams(n=1 if greedy else wanted[t], temperature=0.0 if greedy else self.temperature,
                                  top_p=self.top_p, stop=stop, seed=derive_seed(self.seed, problem.id, tag, t),
-                                 max_tokens=max(1, self.max_tokens - prefixes[t].completion_tokens) if to_end
-                                 else self.step_max_tokens)
+                                 max_tokens=left[t] if to_end else min(self.step_max_tokens, left[t]))
                   for t in texts]
         batches = dict(zip(texts, policy.generate(problem, params, [prefixes[t].steps for t in texts])))
         taken = dict.fromkeys(texts, 0)
@@ -134,6 +137,7 @@ class StepSearch:
             for cand in batch:
                 cand = replace(cand, completion_tokens=parent.candidate.completion_tokens + cand.completion_tokens)
                 done = (to_end or cand.answer is not None or cand.finish_reason == "length"
+                        or cand.completion_tokens >= self.max_tokens
                         or len(cand.steps) <= len(parent.candidate.steps) or len(cand.steps) >= self.max_steps)
                 children.append(Node(cand, finished=done))
             out.append(children)
@@ -175,13 +179,13 @@ class StepSearch:
                 current[i] = children[0]
         return self.score(problem, verifier, current)
 
-    def select(self, finished: Sequence[Node], fallback: Sequence[Node] = (),
+    def select(self, problem: Problem, finished: Sequence[Node], fallback: Sequence[Node] = (),
                extras: dict | None = None) -> Selection:
-        """The strategy's answer from its finished solutions under ``selection`` (from the best unfinished node
-        when none finished, which then usually has no answer)."""
+        """The strategy's answer from its finished solutions under ``selection``, ties broken uniformly (seeded by
+        the problem), or from the best unfinished node when none finished (which then usually has no answer)."""
         pool = list(finished) or sorted(fallback, key=lambda node: -node.score)[:1]
         answer = select_answer([node.candidate.answer for node in pool], [node.score for node in pool],
-                               self.selection)
+                               self.selection, random.Random(derive_seed(self.seed, problem.id, "ties")))
         scores = Scores(steps=tuple(node.step_scores or (0.0,) for node in pool))
         return Selection(answer=answer, candidates=tuple(node.candidate for node in pool), scores=scores,
                          extras={"finished": len(finished), **(extras or {})})
