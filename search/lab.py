@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "measure": ("search.measure", "measure a verifier against the exact oracles (ROC, AUROC, calibration, rates)"),
     "study": ("search.verifier_study", "verifier study: measure it, then search with it beside oracle and matched noise"),
     "labels": ("search.prm_labels", "Monte-Carlo process labels from the tiny policy's rollouts (PRM training data)"),
-    "train-policy": ("search.training.train_policy", "train the tiny policy (about 14 minutes on two cores)"),
+    "train-policy": ("search.training.train_policy", "train the tiny policy (docs/tiny-world.md has its measured time)"),
     "train-prm": ("search.training.train_prm", "train the tiny PRM from labels (at most --minutes)"),
     "serve": ("search.server", "start a vLLM server on a checkpoint for sweeps and launchers to share"),
     "check-verifier": ("verifiers.contract", "check a verifier (built-in or plug-in) against the verifier contract"),
