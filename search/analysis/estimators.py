@@ -311,5 +311,5 @@ def simultaneous_band(values: np.ndarray, n_resamples: int = 1000, level: float 
     sd = boot.std(axis=0, ddof=1)
     sd = np.where(sd > 0, sd, np.inf)     # a column with no spread constrains nothing
     crit = np.quantile(np.max(np.abs(boot - mean) / sd, axis=1), level)
-    half = np.where(np.isfinite(sd), crit * sd, 0.0)
+    half = crit * np.where(np.isfinite(sd), sd, 0.0)     # (inf * 0 would warn)
     return mean - half, mean + half
