@@ -1,7 +1,9 @@
 """A fast stand-in for the tiny policy on the arithmetic task, for whole runs without a server.
 
 It reads the question and the steps so far from the prompt and writes the reference solution's next steps, except
-that each step it writes is wrong (its result off by ``+1``) with probability ``slip``, and an answer line comes
+that each step it writes is wrong (its result off by ``+1``) with probability ``slip`` (and with probability
+``recover`` the next step goes on from the right value, so a right answer is reached through a wrong step), and an
+answer line comes
 early (a premature, usually wrong ``A:`` line) with probability ``premature``. Everything is drawn from the request
 seed, the prompt and the sample index, so a request is reproducible and two requests with different seeds differ.
 Tokens are characters (the tiny policy's tokenizer is one token per character), plus one for the end of text.
@@ -29,9 +31,9 @@ class ArithPolicy:
     """The fake policy (see the module docstring). ``requests`` counts prompts served; ``cached_share`` is the
     share of each prompt it reports as served from a prefix cache."""
 
-    def __init__(self, slip: float = 0.2, premature: float = 0.0, cached_share: float = 0.0,
+    def __init__(self, slip: float = 0.2, premature: float = 0.0, cached_share: float = 0.0, recover: float = 0.0,
                  model_id: str = "arith-fake@test", n_params: int = 1000):
-        self.slip, self.premature, self.cached_share = slip, premature, cached_share
+        self.slip, self.premature, self.cached_share, self.recover = slip, premature, cached_share, recover
         self.model_id, self.n_params = model_id, n_params
         self.requests = 0
         self.calls: list[tuple[str, SamplingParams]] = []
@@ -54,7 +56,10 @@ class ArithPolicy:
                 return out
             result = _apply(value, op, b)
             if rng.random() < self.slip:
-                result = (result + 1) % 100
+                out.append(f"{value}{op}{b}={(result + 1) % 100}")
+                # a slip the policy recovers from: the written step is wrong, the next one uses the right value
+                value = result if rng.random() < self.recover else (result + 1) % 100
+                continue
             out.append(f"{value}{op}{b}={result}")
             value = result
         out.append(f"A:{value}")

@@ -75,3 +75,30 @@ def test_a_resumed_run_does_not_redo_finished_problems_and_cuts_a_torn_line(tmp_
     assert policies[0].requests == 12 - 5                  # one pool request per problem not yet done
     assert len(records(part)) == 12                         # the torn line is gone, every line parses
     assert resumed["budgets"] == full["budgets"]            # identical to an uninterrupted run
+
+
+def test_closed_forms_use_the_rate_the_exact_base_verifier_accepts(tmp_path):
+    """Under the process oracle a right answer reached through a wrong step is rejected, so the closed forms must be
+    fed the share the oracle accepts, not the graded share (they are equal at k = 1 for argmax: F(1) = p)."""
+    from search.build import build_task
+    from verifiers.oracle import ProcessOracle
+
+    cfg = config("verifier=process_oracle", "noise=flip", "noise.tpr=0.9", "noise.fpr=0.1", slip=0.3, recover=1.0)
+    run(cfg, tmp_path)
+    task = build_task(cfg)
+    oracle, problems = ProcessOracle(task), {p.id: p for p in task.problems("eval", 12)}
+    differs = 0
+    for r in records(tmp_path):
+        cands = [task_candidate(task, text) for text in r["pool"]["text"]]
+        accepted = sum(s >= 0.5 for s in oracle.score(problems[r["problem_id"]], cands).final) / len(cands)
+        assert r["by_k"]["argmax_closed_form"][0] == pytest.approx(accepted)
+        assert r["base_accept_rate"] == pytest.approx(accepted)
+        differs += accepted != r["pool_accuracy"]
+    assert differs >= 3                                     # the world has right answers through wrong steps
+
+
+def task_candidate(task, text):
+    from search.contracts import Candidate
+
+    return Candidate(steps=task.split_steps(text), answer=task.extract_answer(text), text=text, prompt_tokens=0,
+                     completion_tokens=len(text), finish_reason="stop")

@@ -61,6 +61,12 @@ class Noise:
     def _map(self, right: bool, u: float, v: float) -> float:
         raise NotImplementedError
 
+    def base_labels(self, problem: Problem, candidates: Sequence[Candidate]) -> list[bool]:
+        """What the wrapped verifier says of each whole candidate, read as a label (final score >= 0.5): the
+        'right' that the noise flips or blurs. For an exact base verifier this is the rate the closed forms need
+        (the process oracle accepts only solutions right at every step, not every right answer)."""
+        return [s >= 0.5 for s in self.verifier.score(problem, candidates).final]
+
     def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         base = self.verifier.score(problem, candidates)
         steps = tuple(tuple(self._map(s >= 0.5, *self._uniforms(problem, i, cand, j)) for j, s in enumerate(scores))

@@ -67,9 +67,13 @@ def solve_one(problem: Problem, task, policy, strategy: Strategy, verifier, cfg:
             policy_params=policy.n_params, verifier_params=verifier.n_params, fp_cost=cfg.fp_cost,
             weighted_draws=cfg.weighted_vote_draws, seed=derive_seed(cfg.seed, "weighted", problem.id))
         noise = closed_form_params(verifier)
-        if noise is not None:
-            # noise on an exact oracle: the closed forms predict every curve from this problem's right-rate
-            for rule, values in predict(noise, record["pool_accuracy"], budgets, cfg.fp_cost).items():
+        if noise is not None and pool:
+            # noise on an exact oracle: the closed forms predict every curve from the rate at which the exact base
+            # verifier accepts this problem's samples (not the graded right-rate: the process oracle rejects right
+            # answers reached through a wrong step)
+            accepted = verifier.base_labels(problem, pool)
+            record["base_accept_rate"] = sum(accepted) / len(pool)
+            for rule, values in predict(noise, record["base_accept_rate"], budgets, cfg.fp_cost).items():
                 record["by_k"][f"{rule}_closed_form"] = values
     record["wall_s"] = round(time.time() - t0, 3)
     return record
