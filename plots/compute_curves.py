@@ -30,7 +30,7 @@ def accuracy_vs_compute(table: pd.DataFrame, out_dir: Path) -> list[Figure]:
         rows = select(table, setting)
         seeds = rows["pool_seed"].nunique() if "pool_seed" in rows else 1
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True)
-        for ax, x, xlabel in ((axes[0], "flops", "FLOPs per problem (policy + verifier)"),
+        for ax, x, xlabel in ((axes[0], "flops", "FLOPs per problem (policy + verifier, cache-less)"),
                               (axes[1], "tokens", "tokens per problem (policy prompt + completions + verifier)")):
             for rule, (rule_label, colour, style) in RULE_STYLE.items():
                 part = rows[rows["selection"] == rule].assign(tokens=lambda d: d["policy_tokens"] + d["verifier_tokens"])

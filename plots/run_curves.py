@@ -24,7 +24,7 @@ def plot_run(run_dir: Path, out_dir: Path | None = None) -> list[Path]:
     ks = [r["k"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, xkey, xlabel in ((axes[0], "k", "budget k (samples per problem)"),
-                             (axes[1], "flops", "policy + verifier FLOPs per problem")):
+                             (axes[1], "flops", "policy + verifier FLOPs per problem (cache-less)")):
         xs = ks if xkey == "k" else [r["flops"] for r in rows]
         for rule, (label, colour, style) in RULE_STYLE.items():
             if rule == "accept":        # run figures show the rules of the printed table

@@ -63,7 +63,7 @@ def strategies_vs_compute(table: pd.DataFrame, out_dir: Path) -> list[Figure]:
         _panel(ax, select(table, setting))
         ax.set_title(label(setting, sets) if len(sets) > 1 else f"{setting['verifier']}, {label(setting, sets)}",
                      fontsize=9)
-        ax.set_xlabel("FLOPs per problem (policy + verifier)")
+        ax.set_xlabel("FLOPs per problem (policy + verifier, cache-less)")
     axes[0][0].set_ylabel("accuracy (share of problems)")
     axes[0][0].set_ylim(0, 1.02)
     axes[0][-1].legend(fontsize=7, frameon=False, loc="lower right")
@@ -97,7 +97,7 @@ def strategies_by_difficulty(bins: pd.DataFrame, out_dir: Path) -> list[Figure]:
             ax.set_title(f"{key}={value:g} ({n} problems)" + (f"\n{label(setting, sets)}" if len(sets) > 1 else ""),
                          fontsize=8)
             if r == len(sets) - 1:
-                ax.set_xlabel("FLOPs per problem", fontsize=8)
+                ax.set_xlabel("FLOPs per problem (cache-less)", fontsize=8)
         axes[r][0].set_ylabel("accuracy")
     axes[0][0].set_ylim(0, 1.02)
     axes[0][-1].legend(fontsize=6, frameon=False, loc="lower right")

@@ -109,7 +109,7 @@ def arms_figure(table, quality: dict, out_dir: Path) -> Figure:
         budget_axis(axes[0, col], sorted(part["k"].unique()))
         axes[0, col].set_title(f"{family} ({rule})")
         axes[1, col].set_xscale("log")
-        axes[1, col].set_xlabel("FLOPs per problem (policy + verifier)")
+        axes[1, col].set_xlabel("FLOPs per problem (policy + verifier, cache-less)")
         for ax in axes[:, col]:
             ax.set_ylabel("accuracy")
             ax.grid(alpha=0.3, which="both")

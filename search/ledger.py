@@ -5,11 +5,17 @@ bound to a fresh ``Ledger`` per problem, so every token a strategy spends is cha
 strategy.
 
 FLOPs follow one documented formula for policy and verifier alike: a forward pass costs about
-``2 x parameters x tokens``. Prompt tokens served from the prefix cache are recorded, but not charged as FLOPs
-(the server did not recompute them):
+``2 x parameters x tokens``. Compute is compared on what a cache-less engine spends, which does not depend on the
+server's history (how warm its prefix cache was, what else it served, what it evicted); what this server actually
+spent, with the prompt tokens it served from its prefix cache not recomputed, is recorded beside it:
 
-    policy_flops   = 2 * policy_params   * (prompt_tokens - cached_prompt_tokens + completion_tokens)
-    verifier_flops = 2 * verifier_params * verifier_tokens
+    policy_flops        = 2 * policy_params   * (prompt_tokens + completion_tokens)            (compared)
+    policy_flops_served = 2 * policy_params   * (prompt_tokens - cached_prompt_tokens + completion_tokens)
+    verifier_flops      = 2 * verifier_params * verifier_tokens
+    flops               = policy_flops + verifier_flops;  flops_served = policy_flops_served + verifier_flops
+
+Best-of-k's per-k figures (``search.analysis.pool``) charge budget k the same way: the prompt once plus k
+completions, as a fresh request on a cache-less engine would cost.
 """
 from __future__ import annotations
 
@@ -68,6 +74,12 @@ class Ledger:
 
     @property
     def policy_flops(self) -> float:
+        """Policy FLOPs on a cache-less engine (every prompt token computed): the compute that is compared."""
+        return policy_flops(self.policy_params, self.prompt_tokens, self.completion_tokens)
+
+    @property
+    def policy_flops_served(self) -> float:
+        """Policy FLOPs this server spent: prompt tokens served from its prefix cache are not recomputed."""
         return policy_flops(self.policy_params, self.prompt_tokens - self.cached_prompt_tokens,
                             self.completion_tokens)
 
@@ -77,19 +89,25 @@ class Ledger:
 
     @property
     def flops(self) -> float:
-        """Policy plus verifier FLOPs."""
+        """Policy plus verifier FLOPs on a cache-less engine (history-independent; what figures compare)."""
         return self.policy_flops + self.verifier_flops
+
+    @property
+    def flops_served(self) -> float:
+        """Policy plus verifier FLOPs this server spent (depends on its prefix cache's history)."""
+        return self.policy_flops_served + self.verifier_flops
 
     def as_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         out.update(policy_tokens=self.policy_tokens, policy_flops=self.policy_flops,
-                   verifier_flops=self.verifier_flops, flops=self.flops)
+                   policy_flops_served=self.policy_flops_served, verifier_flops=self.verifier_flops,
+                   flops=self.flops, flops_served=self.flops_served)
         return out
 
 
-def policy_flops(params: int, uncached_prompt_tokens: float, completion_tokens: float) -> float:
+def policy_flops(params: int, prompt_tokens: float, completion_tokens: float) -> float:
     """The ledger's FLOPs formula for generation: 2 x parameters x tokens computed."""
-    return 2.0 * params * (uncached_prompt_tokens + completion_tokens)
+    return 2.0 * params * (prompt_tokens + completion_tokens)
 
 
 def verifier_flops(params: int, tokens: float) -> float:

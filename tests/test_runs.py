@@ -102,3 +102,17 @@ def task_candidate(task, text):
 
     return Candidate(steps=task.split_steps(text), answer=task.extract_answer(text), text=text, prompt_tokens=0,
                      completion_tokens=len(text), finish_reason="stop")
+
+
+def test_compute_does_not_depend_on_the_servers_prefix_cache(tmp_path):
+    """The same search on a server that served half of every prompt from its prefix cache and on one that served
+    none: the compared FLOPs are equal (cache-less), the FLOPs the server spent are recorded beside them."""
+    cold = run(config("strategy=beam_search", "verifier=process_oracle"), tmp_path / "cold")
+    warm = run(config("strategy=beam_search", "verifier=process_oracle", cached_share=0.5), tmp_path / "warm")
+    c, w = cold["ledger_totals"], warm["ledger_totals"]
+    assert w["cached_prompt_tokens"] > 0 == c["cached_prompt_tokens"]
+    assert w["flops"] == c["flops"] == 2 * 1000 * (c["prompt_tokens"] + c["completion_tokens"])
+    assert w["flops_served"] == 2 * 1000 * (w["prompt_tokens"] - w["cached_prompt_tokens"] + w["completion_tokens"])
+    assert w["flops_served"] < c["flops_served"] == c["flops"]
+    assert cold["budgets"][0]["flops"] == warm["budgets"][0]["flops"]
+    assert warm["budgets"][0]["flops_served"] < warm["budgets"][0]["flops"]

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from search.analysis import estimators
-from search.ledger import policy_flops
+from search.ledger import policy_flops, verifier_flops
 
 RULES = ("coverage", "argmax", "majority", "weighted", "accept")
 """The selection rules evaluated on every pool: pass@k, best-of-k by verifier score, plurality vote, vote weighted
@@ -57,5 +57,5 @@ def evaluate_pool(answers: Sequence[str | None], correct: Sequence[bool], scores
     out["policy_tokens"] = [prompt_tokens + k * mean_completion for k in ks]
     out["verifier_tokens"] = [k * mean_verifier for k in ks]
     out["flops"] = [policy_flops(policy_params, prompt_tokens, k * mean_completion)
-                    + 2.0 * verifier_params * k * mean_verifier for k in ks]
+                    + verifier_flops(verifier_params, k * mean_verifier) for k in ks]
     return out

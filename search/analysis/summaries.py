@@ -55,8 +55,8 @@ def summarize_search(records: Sequence[dict], budget: int, rule: str, resamples:
     lo, hi = estimators.bootstrap_ci_matrix(correct, n_resamples=resamples, seed=seed)
     row = {"k": budget, "n_problems": len(records), rule: float(correct.mean()), f"{rule}_lo": float(lo[0]),
            f"{rule}_hi": float(hi[0])}
-    for col in COST_COLUMNS + ("cached_prompt_tokens", "completion_tokens", "policy_requests"):
-        row[col] = float(np.mean([r["ledger"][col] for r in records]))
+    for col in COST_COLUMNS + ("cached_prompt_tokens", "completion_tokens", "policy_requests", "flops_served"):
+        row[col] = float(np.mean([r["ledger"].get(col, np.nan) for r in records]))
     return [row]
 
 

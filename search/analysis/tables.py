@@ -17,7 +17,7 @@ parameter); a new family's ``fields`` become columns without an edit here."""
 
 
 OPTIONAL_FLOATS = NOISE_COLUMNS + ("noise_seed", "closed_form", "band_lo", "band_hi", "reward_closed_form",
-                                   "reward_band_lo", "reward_band_hi", "false_positive_rate")
+                                   "reward_band_lo", "reward_band_hi", "false_positive_rate", "flops_served")
 """Numeric columns that only some rows fill (a closed form exists only for noise on an exact verifier)."""
 
 
@@ -58,7 +58,8 @@ def budget_rows(budgets: list[dict]) -> list[dict]:
             row = dict(selection=rule, k=b["k"], n_problems=b["n_problems"], accuracy=b[rule], accuracy_lo=b[f"{rule}_lo"],
                        accuracy_hi=b[f"{rule}_hi"], closed_form=b.get(f"{rule}_closed_form"),
                        band_lo=b.get(f"{rule}_band_lo"), band_hi=b.get(f"{rule}_band_hi"),
-                       policy_tokens=b["policy_tokens"], verifier_tokens=b["verifier_tokens"], flops=b["flops"])
+                       policy_tokens=b["policy_tokens"], verifier_tokens=b["verifier_tokens"], flops=b["flops"],
+                       flops_served=b.get("flops_served"))
             if rule == "accept":
                 row.update(reward=b["accept_reward"], reward_lo=b["accept_reward_lo"],
                            reward_hi=b["accept_reward_hi"], reward_closed_form=b.get("accept_reward_closed_form"),
