@@ -140,8 +140,10 @@ class MeteredPolicy:
             head = prefix_text(prefix, self.task.step_delimiter)
             for c in gen.completions:
                 text = head + c.text
+                # a completion cut at max_tokens has no trustworthy final answer: "A:14" cut to "A:1" reads as 1
+                answer = None if c.finish_reason == "length" else self.task.extract_answer(text)
                 batch.append(Candidate(
-                    steps=self.task.split_steps(text), answer=self.task.extract_answer(text), text=text,
+                    steps=self.task.split_steps(text), answer=answer, text=text,
                     prompt_tokens=gen.usage.prompt_tokens, completion_tokens=c.completion_tokens,
                     finish_reason=c.finish_reason))
             out.append(batch)

@@ -102,3 +102,19 @@ def test_mcts_never_draws_more_rollouts_than_its_budget(budget, expansions):
     for problem in PROBLEMS[:5]:
         _, _, ledger = solve(MCTS(budget=budget, expansions=expansions), problem)
         assert ledger.policy_samples <= budget
+
+
+def test_a_completion_cut_at_max_tokens_has_no_answer():
+    """'A:14' cut to 'A:1' by the token cap must not read as the answer 1, for best-of-k or a search."""
+    problem = PROBLEMS[0]
+    full = TASK.solution(problem)
+    cut = len(full) - 1                          # the last character of the answer line is cut off
+    selection, _, _ = solve(BestOfK(budget=4, max_tokens=cut), problem, slip=0.0)
+    assert all(c.finish_reason == "length" and c.answer is None for c in selection.candidates)
+    assert selection.answer is None
+
+
+def test_weighted_vote_ties_survive_rounding():
+    """0.1 + 0.2 and 0.3 are the same weight: a tie, broken uniformly, not a win by the last bit."""
+    picks = {select_answer(["a", "a", "b"], [0.1, 0.2, 0.3], "weighted", random.Random(s)) for s in range(50)}
+    assert picks == {"a", "b"}
