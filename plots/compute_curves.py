@@ -6,15 +6,16 @@ from pathlib import Path
 import pandas as pd
 
 from plots import RULE_STYLE, Figure, pyplot, save_figure
-from plots.table import NOISE_AXES, curve, select, settings
+from plots.table import NOISE_AXES, curve, fmt, select, settings
 
 
 def _describe(setting: pd.Series) -> str:
     """The verifier and its whole noise setting, for a title."""
+    swept = "".join(f", {c}={fmt(setting[c])}" for c in setting.index if "." in c and pd.notna(setting[c]))
     if setting["noise"] == "none":
-        return f"verifier {setting['verifier']}, no noise"
+        return f"verifier {setting['verifier']}{swept}, no noise"
     params = ", ".join(f"{c}={setting[c]:g}" for c in NOISE_AXES[1:] if c in setting and pd.notna(setting[c]))
-    return f"verifier {setting['verifier']}, {setting['noise']} noise ({params})"
+    return f"verifier {setting['verifier']}{swept}, {setting['noise']} noise ({params})"
 
 
 def accuracy_vs_compute(table: pd.DataFrame, out_dir: Path) -> list[Figure]:

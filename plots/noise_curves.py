@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from plots import Figure, budget_axis, pyplot, save_figure
-from plots.table import AXIS_LABEL, curve, fixed_text, label, select, settings, varying
+from plots.table import AXIS_LABEL, fmt, curve, fixed_text, label, select, settings, varying
 from search.analysis.closed_forms import best_of_n_kl
 
 FIXED_BUDGETS = (1, 4, 16, 64)
@@ -45,7 +45,7 @@ def noise_vs_k(table: pd.DataFrame, out_dir: Path, rule: str = "argmax") -> list
         colours = plt.cm.viridis(np.linspace(0, 0.9, len(part)))
         for colour, (_, setting) in zip(colours, part.iterrows()):
             c = curve(select(rows, setting), lo=lo, hi=hi, extra=("closed_form",))
-            text = label(setting, sets) if facet is None else f"{vary[0]}={setting[vary[0]]:g}"
+            text = label(setting, sets) if facet is None else f"{vary[0]}={fmt(setting[vary[0]])}"
             ax.plot(c["k"], c["accuracy"], "-o", ms=3, color=colour, label=text)
             ax.fill_between(c["k"], c["lo"], c["hi"], color=colour, alpha=0.12, lw=0)
             if c["closed_form"].notna().all():
@@ -54,7 +54,7 @@ def noise_vs_k(table: pd.DataFrame, out_dir: Path, rule: str = "argmax") -> list
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, frameon=False, loc="lower right")
         if facet:
-            ax.set_title(f"{AXIS_LABEL.get(facet, facet)} = {value:g}", fontsize=9)
+            ax.set_title(f"{AXIS_LABEL.get(facet, facet)} = {fmt(value)}", fontsize=9)
     axes[0][0].set_ylabel(f"accuracy of {rule} (share of problems)")
     axes[0][0].set_ylim(0, 1.02)
     fig.suptitle(f"{rule} under {sets['noise'].iloc[0]} verifier noise{' (' + fixed + ')' if fixed else ''}"
@@ -94,7 +94,7 @@ def accuracy_vs_noise(table: pd.DataFrame, out_dir: Path, rule: str = "argmax") 
         ax.set_xlabel(AXIS_LABEL.get(x, x))
         ax.grid(alpha=0.3)
         if facet:
-            ax.set_title(f"{AXIS_LABEL.get(facet, facet)} = {value:g}", fontsize=9)
+            ax.set_title(f"{AXIS_LABEL.get(facet, facet)} = {fmt(value)}", fontsize=9)
     axes[0][0].set_ylabel(f"accuracy of {rule} (share of problems)")
     axes[0][0].set_ylim(0, 1.02)
     axes[0][0].legend(fontsize=7, frameon=False)

@@ -22,19 +22,13 @@ from plots.coverage_fit import coverage_tail_check
 from plots.noise_curves import FIXED_BUDGETS
 from plots.reward_curves import optimal_k
 from plots.sweep_curves import plot_table
-from plots.table import NOISE_AXES
+from plots.table import NOISE_AXES, fmt
 
 CONFIG_COLUMNS = ("task", "policy", "strategy", "verifier", "noise", *NOISE_AXES[1:], "fp_cost", "budget",
                   "n_problems", "seed", "pool_seed", "noise_seed")
 """Config columns shown in the report: as one value when fixed, as the list of values when swept."""
 NOISE_DEPENDENT = ("argmax", "weighted", "accept")
 """Rules whose result depends on the verifier (coverage and majority vote do not, so they are shown once)."""
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def job_labels(table: pd.DataFrame) -> dict[str, str]:
@@ -73,7 +67,7 @@ def results_at_budgets(table: pd.DataFrame) -> pd.DataFrame:
     def where(r) -> str:
         if r["selection"] in NOISE_DEPENDENT:
             return names[r["job"]]
-        return ", ".join(f"{c}={_fmt(r[c])}" for c in pool_keys) or "every job (same pools)"
+        return ", ".join(f"{c}={fmt(r[c])}" for c in pool_keys) or "every job (same pools)"
 
     cells = keep.assign(cell=[f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in
                               zip(keep["accuracy"], keep["accuracy_lo"], keep["accuracy_hi"])],
@@ -94,11 +88,11 @@ def build_blocks(table: pd.DataFrame, figures, sweep_dir: Path) -> list[tuple]:
         ("h2", "Configuration"),
     ]
     config = []
-    for col in CONFIG_COLUMNS:
+    for col in (*CONFIG_COLUMNS, *(c for c in table.columns if "." in c)):     # and every swept config field
         if col not in table or table[col].isna().all():
             continue
         values = list(dict.fromkeys(table[col].dropna()))
-        config.append({"field": col, "value": ", ".join(_fmt(v) for v in values),
+        config.append({"field": col, "value": ", ".join(fmt(v) for v in values),
                        "swept": "yes" if len(values) > 1 else ""})
     blocks.append(("table", pd.DataFrame(config)))
     per_job = table.drop_duplicates("job")
@@ -106,7 +100,7 @@ def build_blocks(table: pd.DataFrame, figures, sweep_dir: Path) -> list[tuple]:
                "prompts answered from the generation cache": per_job["cache_hits"].sum(),
                "tokens generated": per_job["generated_tokens"].sum(),
                "sum of job wall times (s)": round(per_job["job_wall_s"].sum(), 1)}
-    blocks.append(("p", "What the sweep spent: " + "; ".join(f"{k}: {_fmt(v)}" for k, v in compute.items()) + "."))
+    blocks.append(("p", "What the sweep spent: " + "; ".join(f"{k}: {fmt(v)}" for k, v in compute.items()) + "."))
     blocks.append(("h2", "Figures"))
     blocks += [("figure", f) for f in figures]
 

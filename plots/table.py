@@ -1,16 +1,25 @@
-"""Reading a collected sweep table: which noise settings it holds, which axes vary, and curves over k.
+"""Reading a collected sweep table: which settings it holds, which axes vary, and curves over k.
 
-A *setting* is one combination of the noise columns; a sweep over pool seeds repeats each setting, and a curve
-averages those repeats (the band is then the envelope of their intervals, so it never understates the spread).
+A *setting* is one combination of the verifier, its noise columns and every other swept config field (the dotted
+columns, such as a plug-in's ``verifier.miss_score``); a sweep over pool or noise seeds repeats each setting, and a
+curve averages only those repeats (the band is then the envelope of their intervals, so it never understates the
+spread).
 """
 from __future__ import annotations
 
 import pandas as pd
 
-NOISE_AXES = ("noise", "tpr", "fpr", "mu_right", "mu_wrong", "sigma_right", "sigma_wrong", "eps")
-"""The columns that say which noise a row had."""
+from verifiers.noise import noise_fields
+
+NOISE_AXES = ("noise",) + noise_fields()
+"""The columns that say which noise a row had (every known noise family's ``fields``)."""
 SETTING_AXES = ("verifier",) + NOISE_AXES
-"""The columns that make a setting: the verifier and its noise."""
+"""The named columns that make a setting: the verifier and its noise (swept dotted columns are added)."""
+
+
+def config_axes(rows: pd.DataFrame) -> list[str]:
+    """The swept config fields without a named column (``search.analysis.tables.swept_fields``): dotted names."""
+    return [c for c in rows.columns if "." in c]
 
 AXIS_LABEL = {
     "tpr": "true-positive rate (TPR)",
@@ -26,8 +35,8 @@ AXIS_LABEL = {
 
 
 def settings(rows: pd.DataFrame) -> pd.DataFrame:
-    """The distinct settings (verifier and noise) in ``rows``, sorted."""
-    axes = [c for c in SETTING_AXES if c in rows]
+    """The distinct settings (verifier, noise and every swept config field) in ``rows``, sorted."""
+    axes = [c for c in SETTING_AXES if c in rows] + config_axes(rows)
     return rows[axes].drop_duplicates().sort_values(axes, na_position="first").reset_index(drop=True)
 
 
@@ -37,10 +46,15 @@ def varying(sets: pd.DataFrame) -> list[str]:
     return sorted(cols, key=lambda c: -sets[c].nunique(dropna=False))
 
 
+def fmt(value) -> str:
+    """A config value for a label: floats short, anything else as text."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def fixed_text(sets: pd.DataFrame) -> str:
-    """The noise parameters that are the same in every setting, as ``name=value`` text."""
+    """The noise parameters and config fields that are the same in every setting, as ``name=value`` text."""
     vary = varying(sets)
-    parts = [f"{c}={sets[c].iloc[0]:g}" for c in sets.columns
+    parts = [f"{c}={fmt(sets[c].iloc[0])}" for c in sets.columns
              if c not in ("verifier", "noise") and c not in vary and pd.notna(sets[c].iloc[0])]
     return ", ".join(parts)
 
@@ -51,7 +65,7 @@ def label(setting: pd.Series, sets: pd.DataFrame) -> str:
     parts = [str(setting["verifier"])] if "verifier" in sets and sets["verifier"].nunique() > 1 else []
     if setting["noise"] != "none" or sets["noise"].nunique() > 1:
         parts.append(str(setting["noise"]))
-    parts += [f"{c}={setting[c]:g}" for c in varying(sets) if pd.notna(setting[c])]
+    parts += [f"{c}={fmt(setting[c])}" for c in varying(sets) if pd.notna(setting[c])]
     return " ".join(parts) or "no noise"
 
 

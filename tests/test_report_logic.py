@@ -21,3 +21,30 @@ def test_optimal_k_is_zero_when_every_budget_loses():
     assert best.loc[8.0, "optimal_k"] == 0 and best.loc[8.0, "reward_at_optimum"] == 0.0
     assert best.loc[8.0, "predicted_optimal_k"] == 0
     assert best.loc[0.0, "predicted_optimal_k"] == 4
+
+
+def test_a_sweep_over_a_plugins_own_parameter_is_a_column_and_never_averaged(tmp_path):
+    """Two jobs of an external verifier that differ only in its own argument (+verifier.miss_score): the table has
+    a column for it, the figures draw two settings labelled by it, and the report lists it as swept (the old
+    table had no such column, and a figure averaged 0.662 and 0.534 into 0.598 under the title 'no noise')."""
+    from plots.compute_curves import accuracy_vs_compute
+    from plots.report import build_blocks
+    from plots.table import label, settings
+    from search.analysis.tables import collect
+    from search.build import compose
+    from search.engine.runner import run
+    from tests.arith_fakes import with_fake_policy
+
+    for job, miss in (("0", "0.0"), ("1", "0.5")):
+        overrides = ["verifier=plugin", "verifier.name=calculator", f"+verifier.miss_score={miss}", "n_problems=8",
+                     "strategy.budget=4", "bootstrap_resamples=20", "weighted_vote_draws=20"]
+        run(with_fake_policy(compose(overrides), slip=0.3), tmp_path / job, tuple(overrides))
+    table = collect(tmp_path)
+    assert set(table["verifier.miss_score"]) == {0.0, 0.5}
+    sets = settings(table)
+    assert len(sets) == 2
+    assert {label(s, sets) for _, s in sets.iterrows()} == {"verifier.miss_score=0", "verifier.miss_score=0.5"}
+    assert len(accuracy_vs_compute(table, tmp_path)) == 2          # one figure per setting, not one average
+    config = next(v for kind, v in build_blocks(table, [], tmp_path) if kind == "table")
+    row = config.set_index("field").loc["verifier.miss_score"]
+    assert row["swept"] == "yes" and row["value"] == "0, 0.5"

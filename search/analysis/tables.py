@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from search.analysis.pool import RULES
+from search.build import identity
 from verifiers.noise import noise_fields
 
 NOISE_COLUMNS = noise_fields()
@@ -19,11 +20,35 @@ parameter); a new family's ``fields`` become columns without an edit here."""
 OPTIONAL_FLOATS = NOISE_COLUMNS + ("noise_seed", "closed_form", "band_lo", "band_hi", "reward_closed_form",
                                    "reward_band_lo", "reward_band_hi", "false_positive_rate", "flops_served")
 """Numeric columns that only some rows fill (a closed form exists only for noise on an exact verifier)."""
+NAMED = ("seed", "strategy.seed", "strategy.budget", "fp_cost", "noise.seed", "noise._target_", "noise.family",
+         "verifier._target_", "strategy._target_", "task._target_", "policy._target_")
+"""Config fields that already have a column of their own (or that the strategy/verifier/noise/task columns name);
+every other field that differs between jobs becomes a column named by its dotted path."""
 
 
-def job_rows(summary: dict, job: str) -> list[dict]:
-    """The rows of one job's summary."""
+def swept_fields(summaries: list[tuple[str, dict]]) -> list[str]:
+    """The config fields that differ between jobs of the same task, strategy, verifier and noise family, other
+    than the ones with a column of their own: a plug-in's ``+verifier.x=...`` sweep, a strategy knob, a task
+    option. Each becomes a column, so no figure or report averages over jobs whose configs differ."""
+    groups: dict[tuple, list[dict]] = {}
+    for _, s in summaries:
+        key = (s["task"], s["strategy"], s.get("verifier_base"), s.get("noise", {}).get("noise"))
+        groups.setdefault(key, []).append(identity(s["config"]))
+    named = set(NAMED) | {f"noise.{f}" for f in NOISE_COLUMNS}
+    out: dict[str, None] = {}
+    for flats in groups.values():
+        for key in dict.fromkeys(k for flat in flats for k in flat):
+            if key in named or key.startswith("task.difficulty."):
+                continue
+            if len({repr(flat.get(key)) for flat in flats}) > 1:
+                out[key] = None
+    return list(out)
+
+
+def job_rows(summary: dict, job: str, swept: list[str] = ()) -> list[dict]:
+    """The rows of one job's summary; ``swept`` are the config fields that differ between the sweep's jobs."""
     cfg = summary["config"]
+    flat = identity(cfg)
     noise = summary.get("noise", {"noise": "none"})
     base = {
         "job": job,
@@ -45,6 +70,7 @@ def job_rows(summary: dict, job: str) -> list[dict]:
         "generated_tokens": summary.get("generated_tokens"),
         "cache_hits": summary.get("cache_hits"),
         "job_wall_s": summary.get("wall_s"),
+        **{key: flat.get(key) for key in swept},
     }
     return [dict(base, **row) for row in budget_rows(summary.get("budgets", []))]
 
@@ -85,11 +111,13 @@ def collect(sweep_dir: Path, by_difficulty: bool = False, summaries: list[tuple[
     difficulty bin (columns ``difficulty_key`` and ``difficulty``). ``summaries`` saves reading them again."""
     import pandas as pd
 
+    summaries = read_summaries(sweep_dir) if summaries is None else summaries
+    swept = swept_fields(summaries)
     rows = []
-    for job, summary in read_summaries(sweep_dir) if summaries is None else summaries:
+    for job, summary in summaries:
         if by_difficulty:
             summary = dict(summary, budgets=summary.get("by_difficulty", []))
-        rows += job_rows(summary, job)
+        rows += job_rows(summary, job, swept)
     table = pd.DataFrame(rows)
     for col in OPTIONAL_FLOATS:     # empty in some jobs: keep them numeric (NaN), never an object column of None
         if col in table:

@@ -11,33 +11,11 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
-
+from search.build import identity
 from search.contracts import LabError
 
-NOT_IDENTITY = ("n_problems", "concurrency", "report_budgets", "cache_path", "bootstrap_resamples",
-                "policy.max_concurrency", "policy.timeout_s", "policy.max_retries", "policy.startup_timeout_s",
-                "policy.log_dir", "policy.base_urls", "policy.api_key", "verifier.base_urls", "verifier.timeout_s",
-                "verifier.max_retries", "verifier.max_concurrency", "verifier.startup_timeout_s", "verifier.log_dir")
-"""Config fields that do not change a problem's record, so a rerun may change them: how many problems (a rerun
-with more extends the run), how fast or where requests go, and what is only recomputed from the records (the
-printed rows, the bootstrap). Every other field is part of the run's identity."""
 CONFIG_FILE = "run_config.json"
 """The config that made a run directory's records, as plain fields."""
-
-
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: obj}
-
-
-def identity(config: dict) -> dict[str, Any]:
-    """The fields of a resolved config (plain dict) that make a run's records what they are, flattened."""
-    return {k: v for k, v in _flatten(config).items() if k not in NOT_IDENTITY and not k.startswith("hydra.")}
 
 
 def check_run_dir(out_dir: Path, config: dict) -> None:
