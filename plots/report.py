@@ -160,7 +160,7 @@ def verifier_blocks(table: pd.DataFrame, quality: dict, sweep_dir: Path) -> list
                      "search: one job per budget)."), ("table", pivot)]
     check = closed_form_check(table)
     if not check.empty:
-        blocks += [("p", "The matched flip arm of best-of-k against its closed form:"), ("table", check)]
+        blocks += [("p", "The matched arms of best-of-k against their closed forms:"), ("table", check)]
     return blocks
 
 

@@ -75,7 +75,8 @@ def calibration_figure(table, quality: dict, stem: Path) -> Figure:
 
 ARM_STYLE = {"oracle": ("exact oracle", "black", "-", "o"),
              "verifier": (None, "tab:blue", "-", "s"),
-             "matched": ("exact oracle + matched flip noise", "tab:red", "--", "^")}
+             "matched": ("exact oracle + matched flip noise", "tab:red", "--", "^"),
+             "matched_scores": ("exact oracle + matched score noise", "tab:green", "-.", "v")}
 """Label (None: the verifier's name), colour, line style and marker of each arm of a verifier study."""
 
 

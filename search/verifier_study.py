@@ -10,12 +10,14 @@ servers load once; a rerun resumes (finished jobs are skipped, unfinished ones c
 directory ends up with:
 
     quality/              search.measure's output: verifier_quality.json, verifier_scores.parquet, roc/calibration
-    best_of_k/{oracle,verifier,matched}/              one pool per arm, every k <= the largest budget
-    <search>/{oracle,verifier,matched}/b<budget>/     one job per budget
+    best_of_k/{oracle,verifier,matched,matched_scores}/   one pool per arm, every k <= the largest budget
+    <search>/{oracle,verifier,matched,matched_scores}/b<budget>/   one job per budget
     results.parquet, report.md, report.html           search.analysis.tables and plots.report
 
 The *matched* arm wraps the exact oracle (outcome oracle for best-of-k, process oracle for the step-wise search) in
-``noise=flip`` with the verifier's measured TPR and FPR at the threshold, at the level that search uses.
+``noise=flip`` with the verifier's measured TPR and FPR at the threshold, at the level that search uses; the
+*matched_scores* arm in ``noise=gaussian`` with the means and spreads of the verifier's logit scores of right and
+wrong candidates inside a problem (``search.analysis.verifier_metrics.matched_scores``), which reproduces argmax.
 Arguments that are not this command's own options are Hydra overrides; the ones about the verifier (``verifier``,
 ``verifier.*``, ``+verifier.*``, ``noise``, ``noise.*``, ``hydra.searchpath``) go to the measured arm only, all others
 to every job.
@@ -31,8 +33,10 @@ from search.build import CONF_DIR, compose
 from search.cli import check_overrides, exit_on_lab_error, fail
 from search.contracts import LabError
 
-ARMS = ("oracle", "verifier", "matched")
-"""The three arms of the comparison."""
+ARMS = ("oracle", "verifier", "matched", "matched_scores")
+"""The arms of the comparison: the exact oracle, the verifier, the exact oracle under flip noise of the verifier's
+rates at the threshold (reproduces its accept rule), and under Gaussian score noise fitted to its within-problem
+score distributions (reproduces its argmax)."""
 _VERIFIER_KEYS = ("verifier", "+verifier", "noise", "+noise")
 
 
@@ -54,6 +58,9 @@ def jobs(common: list[str], verifier: list[str], quality: dict, budgets: list[in
     o = rates["outcome"]
     out["best_of_k/matched"] = [*bok, "verifier=outcome_oracle", "noise=flip", f"noise.tpr={o['tpr']:.4f}",
                                 f"noise.fpr={o['fpr']:.4f}"]
+    scores = quality.get("matched_scores", {})
+    if "outcome" in scores:
+        out["best_of_k/matched_scores"] = [*bok, "verifier=outcome_oracle", *score_noise(scores["outcome"])]
     if search and "step" in rates:
         s = rates["step"]
         for b in budgets:
@@ -62,7 +69,16 @@ def jobs(common: list[str], verifier: list[str], quality: dict, budgets: list[in
             out[f"{search}/verifier/b{b}"] = [*base, *verifier]
             out[f"{search}/matched/b{b}"] = [*base, "verifier=process_oracle", "noise=flip",
                                              f"noise.tpr={s['tpr']:.4f}", f"noise.fpr={s['fpr']:.4f}"]
+            if "step" in scores:
+                out[f"{search}/matched_scores/b{b}"] = [*base, "verifier=process_oracle",
+                                                        *score_noise(scores["step"])]
     return out
+
+
+def score_noise(fit: dict) -> list[str]:
+    """The overrides of the Gaussian score noise fitted to a verifier's within-problem scores."""
+    return ["noise=gaussian", *(f"noise.{k}={fit[k]:.4f}" for k in ("mu_right", "mu_wrong", "sigma_right",
+                                                                     "sigma_wrong", "eps"))]
 
 
 def study(overrides: list[str], out: Path, budgets: list[int], search: str | None) -> Path:

@@ -179,8 +179,11 @@ def test_verifier_study_end_to_end(tmp_path):
                  "--out", str(tmp_path)]) == 0
     quality = json.loads((tmp_path / "quality" / "verifier_quality.json").read_text())
     jobs = {p.parent.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("summary.json")}
-    assert jobs == {"best_of_k/oracle", "best_of_k/verifier", "best_of_k/matched",
-                    *(f"beam_search/{arm}/b{b}" for arm in ("oracle", "verifier", "matched") for b in (4, 8))}
+    assert set(quality["matched_scores"]) == {"outcome", "step"}
+    arms = ("oracle", "verifier", "matched", "matched_scores")
+    assert jobs == {*(f"best_of_k/{arm}" for arm in arms), *(f"beam_search/{arm}/b{b}" for arm in arms for b in (4, 8))}
+    fitted = json.loads((tmp_path / "best_of_k/matched_scores/summary.json").read_text())["noise"]
+    assert fitted["sigma_wrong"] == pytest.approx(quality["matched_scores"]["outcome"]["sigma_wrong"], abs=1e-4)
     matched = json.loads((tmp_path / "beam_search/matched/b8/summary.json").read_text())["noise"]
     assert matched["tpr"] == pytest.approx(quality["matched_flip"]["step"]["tpr"], abs=1e-4)
     text = (tmp_path / "report.md").read_text()

@@ -1,5 +1,6 @@
 """How well a verifier's scores separate right from wrong: ROC, AUROC (pooled and within a problem), calibration,
-the rates at a threshold, and the matched flip-noise rates that place a verifier on the synthetic-noise axis.
+the rates at a threshold, and the matched noise that places a verifier on the synthetic-noise axis: flip rates that
+reproduce its accept rule, and Gaussian score noise that reproduces its ranking inside a problem (argmax).
 
 Pure functions of (score, label) tables; ``search.engine.measuring`` produces the table from a pool and
 ``plots.verifier_quality`` draws it.
@@ -90,7 +91,50 @@ def summarize(table, quality: dict) -> dict:
             # step level: a problem's steps are ranked together, as a step-wise search compares them
             quality["levels"][level] = level_quality(part.score, part.label, quality["threshold"], part.problem_id)
     quality["matched_flip"] = {level: {"tpr": q["tpr"], "fpr": q["fpr"]} for level, q in quality["levels"].items()}
+    quality["matched_scores"] = {}
+    for level in quality["levels"]:
+        part = table[table.level == level]
+        fit = matched_scores(part.score, part.label, part.problem_id)
+        if fit is not None:
+            quality["matched_scores"][level] = fit
     return quality
+
+
+LOGIT_CLIP = 1e-6
+"""Scores are clipped to [LOGIT_CLIP, 1 - LOGIT_CLIP] before the logit, so an exact 0 or 1 stays finite."""
+
+
+def matched_scores(scores: Sequence[float], labels: Sequence[int], groups: Sequence[str]) -> dict | None:
+    """The Gaussian score noise (``verifiers.noise.ScoreNoise``: right ~ N(mu_right, sigma_right^2), wrong ~
+    N(0, sigma_wrong^2) on the logit scale, eps 0) whose ranking *inside a problem* matches the verifier's, which is
+    what argmax uses (the matched flip rates reproduce only the accept rule).
+
+    Each problem's logits are measured from the mean logit of its wrong candidates, which removes the problem's own
+    offset (a verifier that scores easy problems higher everywhere does not help argmax). Over problems with both
+    labels: sigma_wrong^2 is the pooled within-problem variance of wrong logits (divided by n_w - 1 per problem);
+    mu_right is the mean of the right residuals, and sigma_right^2 their variance less the variance that the
+    reference mean adds (sigma_wrong^2 / n_w), floored at 1e-6. None when no problem has both labels."""
+    import pandas as pd
+
+    s = np.clip(np.asarray(scores, dtype=float), LOGIT_CLIP, 1 - LOGIT_CLIP)
+    frame = pd.DataFrame({"x": np.log(s / (1 - s)), "y": np.asarray(labels, bool), "g": list(groups)})
+    right_res, extra_var, wrong_ss, wrong_df = [], [], 0.0, 0
+    for _, part in frame.groupby("g", sort=False):
+        wrong, right = part.x[~part.y].to_numpy(), part.x[part.y].to_numpy()
+        if len(wrong) < 2 or len(right) == 0:
+            continue
+        ref = wrong.mean()
+        wrong_ss += float(((wrong - ref) ** 2).sum())
+        wrong_df += len(wrong) - 1
+        right_res += list(right - ref)
+        extra_var += [1.0 / len(wrong)] * len(right)
+    if not right_res or wrong_df == 0:
+        return None
+    sigma_wrong2 = wrong_ss / wrong_df
+    res = np.asarray(right_res)
+    sigma_right2 = max(1e-6, float(res.var(ddof=1) if len(res) > 1 else 0.0) - sigma_wrong2 * float(np.mean(extra_var)))
+    return {"mu_right": float(res.mean()), "mu_wrong": 0.0, "sigma_right": float(np.sqrt(sigma_right2)),
+            "sigma_wrong": float(np.sqrt(sigma_wrong2)), "eps": 0.0}
 
 
 def sentence(quality: dict) -> str:
@@ -102,4 +146,10 @@ def sentence(quality: dict) -> str:
             within = q.get("within_problem_auroc")
             parts.append(f"at the {level} level like an exact oracle with TPR {q['tpr']:.2f} and FPR {q['fpr']:.2f} "
                          f"(AUROC {q['auroc']:.3f}" + (f"; within a problem {within:.3f})" if within else ")"))
-    return (f"At threshold {quality['threshold']:g}, {quality['verifier']} behaves " + "; ".join(parts) + ".")
+    text = f"At threshold {quality['threshold']:g}, {quality['verifier']} behaves " + "; ".join(parts) + "."
+    fits = quality.get("matched_scores", {})
+    if fits:
+        text += " Its ranking inside a problem matches Gaussian logit scores with " + "; ".join(
+            f"at the {level} level right N({f['mu_right']:.2f}, {f['sigma_right']:.2f}^2) and wrong "
+            f"N(0, {f['sigma_wrong']:.2f}^2)" for level, f in fits.items()) + "."
+    return text
