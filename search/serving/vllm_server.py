@@ -11,6 +11,7 @@ import atexit
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+_CORRUPT_COMPILE_CACHE = re.compile(r"ImportError: (/\S*?/torch_compile_cache/[^/\s]+/[0-9a-f]{16,})/\S*")
+
+
+def corrupt_compile_cache(log_path: str | os.PathLike) -> Path | None:
+    """The entry of vLLM's torch compile cache that a failed start could not load, if the log names one. A server
+    killed while it compiles (the lab killed during start-up) can leave a truncated artifact there ('file too
+    short'), and every later start of the same model then fails on it."""
+    try:
+        match = _CORRUPT_COMPILE_CACHE.search(Path(log_path).read_text(errors="replace"))
+    except OSError:
+        return None
+    return Path(match.group(1)) if match and Path(match.group(1)).is_dir() else None
 
 
 def log_tail(path: str | os.PathLike, n: int = 5) -> str:
@@ -90,6 +105,7 @@ class ManagedServer:
 
     def __post_init__(self) -> None:
         self._proc: subprocess.Popen | None = None
+        self._lifeline: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -126,8 +142,9 @@ class ManagedServer:
             cmd += ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(budget)]
         return cmd + list(self.extra_args)
 
-    def start(self) -> "ManagedServer":
-        """Start the server and wait until it is healthy; LabError (with the log's tail) when it is not."""
+    def start(self, retry_corrupt_cache: bool = True) -> "ManagedServer":
+        """Start the server and wait until it is healthy; LabError (with the log's tail) when it is not. A start
+        that fails on a corrupt entry of vLLM's compile cache removes that entry and tries once more."""
         if self.running:
             return self
         path = check_checkpoint(self.model_path)
@@ -138,14 +155,30 @@ class ManagedServer:
             self.log_path = str(Path(folder) / f"vllm-{path.name}-{self.port}.log")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", **self.env}
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        # The server runs under a guard (search.serving.reaper) that takes its whole tree down when this process
+        # dies, however it dies: the guard holds the read end of a pipe whose only write end stays here, and the
+        # kernel closes that end when this process goes. The guard also kills the engine core and workers when
+        # the API server itself dies.
+        read_end, self._lifeline = os.pipe()
+        os.set_inheritable(self._lifeline, False)
+        guard = [self.python, "-m", "search.serving.reaper", str(read_end), "--", *self.command()]
         with open(self.log_path, "ab") as log:
             # A session of its own: stop() signals the whole group, so vLLM's engine-core child dies too.
-            self._proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self._proc = subprocess.Popen(guard, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          env=env, start_new_session=True, pass_fds=(read_end,))
+        os.close(read_end)
         atexit.register(self.stop)
         logger.info("starting vLLM server for %s on %s (log: %s)", path.name, self.base_url, self.log_path)
         started = time.monotonic()
-        self._wait_healthy()
+        try:
+            self._wait_healthy()
+        except LabError:
+            broken = corrupt_compile_cache(self.log_path)
+            if broken is None or retry_corrupt_cache is False:
+                raise
+            logger.warning("removing the corrupt vLLM compile cache entry %s and starting again", broken)
+            shutil.rmtree(broken, ignore_errors=True)
+            return self.start(retry_corrupt_cache=False)
         logger.info("vLLM server ready after %.0f s", time.monotonic() - started)
         return self
 
@@ -188,6 +221,9 @@ class ManagedServer:
         except ProcessLookupError:
             pass
         proc.wait()
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
 
     def __enter__(self) -> "ManagedServer":
         return self.start()
