@@ -45,6 +45,52 @@ def identity(config: dict) -> dict[str, Any]:
     return {k: v for k, v in _flatten(config).items() if k not in NOT_IDENTITY and not k.startswith("hydra.")}
 
 
+RUN_FIELDS: dict[str, tuple[str, str, str]] = {
+    "n_problems": ("int>=1|null", "how many eval problems to run; null = all", "200"),
+    "budgets": ("ints>=1|null", "the budgets a pool strategy evaluates; null = powers of two", "[1,4,16,64]"),
+    "report_budgets": ("ints>=1", "the budgets printed at the end", "[1,4,16,64]"),
+    "fp_cost": ("float>=0", "the cost of answering with an accepted wrong sample", "1.0"),
+    "cache_path": ("str|null", "the generation cache file; null = off", ".lab_cache/generations.sqlite"),
+    "seed": ("int", "the base seed of the run's own randomness", "0"),
+    "concurrency": ("int>=1", "problems in flight at once", "16"),
+    "bootstrap_resamples": ("int>=1", "resamples of problems for every interval", "1000"),
+    "weighted_vote_draws": ("int>=1", "random k-subsets per problem for the weighted vote", "2000"),
+}
+"""The run-level fields of conf/config.yaml: name -> (the values it takes, what it is, an example)."""
+WANT = {"int>=1|null": "an integer >= 1, or null", "ints>=1|null": "a list of integers >= 1, or null",
+        "ints>=1": "a list of integers >= 1", "float>=0": "a number >= 0", "str|null": "a path, or null",
+        "int": "an integer", "int>=1": "an integer >= 1"}
+"""How each kind of value is named in an error line."""
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if value is None:
+        return kind.endswith("|null")
+    kind = kind.removesuffix("|null")
+    if kind == "str":
+        return isinstance(value, str) and bool(value)
+    if kind.startswith("ints"):
+        return isinstance(value, (list, tuple)) and all(_fits(v, "int>=1") for v in value)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind.startswith("int"):
+        return number and float(value).is_integer() and (kind == "int" or value >= 1)
+    return number and value >= 0           # float>=0
+
+
+def check_run_fields(cfg: DictConfig) -> None:
+    """Refuse a run-level field of the wrong type or range with one line naming the field, the value and the fix,
+    before anything is built (a negative n_problems used to run for minutes while memory grew)."""
+    from omegaconf import OmegaConf
+
+    for name, (kind, meaning, example) in RUN_FIELDS.items():
+        if name not in cfg:
+            continue
+        node = cfg[name]
+        value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        if not _fits(value, kind):
+            raise LabError(f"{name}={value!r} must be {WANT[kind]}: it is {meaning}; e.g. {name}={example}")
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "config", searchpath: Sequence[str] = (),
             return_hydra_config: bool = False) -> DictConfig:
     """The config that ``python -m search.run OVERRIDES`` would run, composed without starting a Hydra app.

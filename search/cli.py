@@ -100,12 +100,19 @@ def check_overrides(argv: list[str], conf_dir: str, config_name: str = "config")
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from search.build import check_run_fields
+
     servers: dict[str, str] = {}
     try:
         variants = _variants(overrides)
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             for variant in variants:
                 cfg = compose(config_name=config_name, overrides=variant, return_hydra_config=True)
+                try:
+                    check_run_fields(cfg)
+                except LabError as err:
+                    fail(str(err))
+                writable(cfg)
                 for group in ("policy", "verifier"):
                     part = cfg.get(group) or {}
                     urls = part.get("base_urls") if "base_urls" in part else None   # "in" is False for ???
@@ -118,6 +125,30 @@ def check_overrides(argv: list[str], conf_dir: str, config_name: str = "config")
         if problem:
             fail(f"{group} server {url} is not reachable ({problem}): start it (python -m search.server "
                  f"CHECKPOINT prints a URL) or fix {group}.base_urls")
+
+
+def writable(cfg) -> None:
+    """Fail with one line when the output directory Hydra would create cannot be created (before Hydra tries, and
+    ends in a traceback)."""
+    import os
+
+    from omegaconf import OmegaConf
+
+    hydra = cfg.get("hydra")
+    if hydra is None:
+        return
+    for key in ("run.dir", "sweep.dir"):
+        try:
+            target = OmegaConf.select(hydra, key)
+        except Exception:            # an interpolation only Hydra's own runtime can resolve (${now:...} resolves)
+            continue
+        if not target:
+            continue
+        path = Path(str(target)).absolute()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK) or str(existing).startswith(("/proc", "/sys")):
+            fail(f"cannot create the output directory {path} (hydra.{key}): {existing} is not a writable "
+                 f"directory; choose another with hydra.{key}=PATH")
 
 
 def unreachable(url: str, timeout_s: float = 5.0) -> str | None:

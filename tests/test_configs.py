@@ -125,3 +125,31 @@ def test_prm_without_a_step_separator_stops_with_one_line(tmp_path):
 def test_gpu_configs_name_the_missing_model(tmp_path):
     line = one_error_line(run_cli("strategy=beam_search", "verifier=qwen2.5-math-prm", f"hydra.run.dir={tmp_path}"))
     assert "checkpoint not found at /models/Qwen2.5-Math-PRM-7B" in line and "verifier.checkpoint=PATH" in line
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["n_problems=-5"], "n_problems=-5 must be an integer >= 1, or null"),   # used to run for minutes, memory growing
+    (["n_problems=abc"], "n_problems='abc' must be an integer"),             # used to end in a TypeError traceback
+    (["concurrency=0"], "concurrency=0 must be an integer >= 1"),
+    (["fp_cost=-1"], "fp_cost=-1 must be a number >= 0"),
+    (["bootstrap_resamples=x"], "bootstrap_resamples='x' must be an integer >= 1"),
+    (["seed=1.5"], "seed=1.5 must be an integer"),
+    (["budgets=[4,x]"], "budgets=[4, 'x'] must be a list of integers >= 1"),
+    (["-m", "n_problems=10,-1"], "n_problems=-1 must be"),                  # every value of a sweep, before it starts
+])
+def test_run_fields_of_the_wrong_type_or_range_end_in_one_line(tmp_path, args, needle):
+    line = one_error_line(run_cli(*args, f"hydra.run.dir={tmp_path}", f"hydra.sweep.dir={tmp_path}"))
+    assert needle in line and "e.g." in line
+
+
+def test_an_output_directory_that_cannot_be_written(tmp_path):
+    line = one_error_line(run_cli("hydra.run.dir=/proc/lab-test"))
+    assert "cannot create the output directory /proc/lab-test" in line and "hydra.run.dir=PATH" in line
+
+
+def test_an_empty_task_file(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    line = one_error_line(run_cli("task=math_sample", f"task.path={empty}", "cache_path=null",
+                                  f"hydra.run.dir={tmp_path}/run"))
+    assert "no evaluation problems" in line and "task.path" in line

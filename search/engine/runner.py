@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from search.analysis.pool import evaluate_pool
 from search.analysis.summaries import (policy_profile, summarize_budgets, summarize_by_difficulty,
                                        summarize_search)
-from search.build import build_policy, build_strategy, build_task, build_verifier
+from search.build import build_policy, build_strategy, build_task, build_verifier, check_run_fields
 from search.contracts import LabError, Problem, Strategy
 from search.engine.records import RecordFile, check_run_dir, write_json_atomic
 from search.ledger import Ledger, MeteredPolicy, MeteredVerifier
@@ -113,13 +113,21 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
     """The whole run; returns the summary it wrote. ``overrides`` are the command-line overrides that made this job
     (recorded so a sweep's table and report can say what each job changed)."""
     t0 = time.time()
+    check_run_fields(cfg)
     task = build_task(cfg)
     strategy = build_strategy(cfg)
     budgets = resolve_budgets(cfg.budgets, strategy)
     verifier, base_verifier = build_verifier(cfg, task)
     strategy.check_verifier(verifier)
     problems = task.problems("eval", cfg.n_problems)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not problems:
+        raise LabError(f"task {task.name} has no evaluation problems (an empty task file?): give a task with "
+                       f"problems (task.path=...)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LabError(f"cannot write the run directory {out_dir} ({err.strerror}): choose another with "
+                       f"hydra.run.dir=PATH") from None
     config = OmegaConf.to_container(cfg, resolve=True)
     check_run_dir(out_dir, config)
     records = RecordFile(out_dir / "records.jsonl")
