@@ -141,9 +141,12 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
             tqdm(total=len(problems), initial=len(problems) - len(todo), desc="problems", unit="problem",
                  file=sys.stderr, dynamic_ncols=True, disable=None) as bar:
         futures = [pool.submit(solve_one, p, task, policy, strategy, verifier, cfg, budgets) for p in todo]
-        for fut in as_completed(futures):
-            records.append(fut.result())
-            bar.update(1)
+        try:
+            for fut in as_completed(futures):
+                records.append(fut.result())
+                bar.update(1)
+        finally:
+            records.sync()
     t_solved = time.time()
 
     wanted = {p.id for p in problems}
