@@ -58,7 +58,7 @@ def noise_vs_k(table: pd.DataFrame, out_dir: Path, rule: str = "argmax") -> list
     axes[0][0].set_ylabel(f"accuracy of {rule} (share of problems)")
     axes[0][0].set_ylim(0, 1.02)
     fig.suptitle(f"{rule} under {sets['noise'].iloc[0]} verifier noise{' (' + fixed + ')' if fixed else ''}"
-                 f"\nmeasured solid with {band}; closed form from each problem's pass@1 dashed", fontsize=9)
+                 f"\nmeasured solid with {band}; closed form given each problem's pool dashed", fontsize=9)
     fig.tight_layout()
     name = f"noise_vs_k_{rule}"
     return [Figure(name, f"How the accuracy of {rule} grows with k at each noise level: false positives and "

@@ -140,6 +140,7 @@ def test_noisy_verifier_curves_match_the_closed_forms_on_real_pools(tmp_path, no
 
     check = closed_form_check(collect(tmp_path))
     assert list(check["rule"]) == rules and (check["inside band at every k"] == "yes").all()
+    assert (check["paired test joint p"] > 0.01).all(), check      # the closed form given each pool, paired test
 
 
 def test_rescoring_a_cached_pool_sends_no_generation_request(tmp_path):

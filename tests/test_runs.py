@@ -116,3 +116,24 @@ def test_compute_does_not_depend_on_the_servers_prefix_cache(tmp_path):
     assert w["flops_served"] < c["flops_served"] == c["flops"]
     assert cold["budgets"][0]["flops"] == warm["budgets"][0]["flops"]
     assert warm["budgets"][0]["flops_served"] < warm["budgets"][0]["flops"]
+
+
+def test_a_run_records_the_closed_form_given_each_pool_and_the_paired_test(tmp_path):
+    """Flip noise on the exact outcome oracle: each record's closed form is flip_pool at the pool's own (n, c), the
+    summary carries the paired test, and a closed form with the wrong noise level is rejected by it."""
+    import numpy as np
+
+    from search.analysis.closed_forms import flip_pool, paired_agreement
+
+    summary = run(config("noise=flip", "noise.tpr=0.8", "noise.fpr=0.3", "n_problems=40", "strategy.budget=16"),
+                  tmp_path)
+    recs = records(tmp_path)
+    ks = recs[0]["by_k"]["k"]
+    for r in recs:
+        c = sum(r["pool"]["correct"])
+        assert r["by_k"]["argmax_closed_form"] == pytest.approx(list(flip_pool(16, c, 0.8, 0.3, ks)["argmax"]))
+    row = summary["budgets"][-1]
+    assert 0 <= row["argmax_cf_p_joint"] <= 1 and "argmax_cf_p" in row and "accept_reward_cf_p_joint" in row
+    measured = np.array([r["by_k"]["argmax"] for r in recs])
+    wrong = np.array([flip_pool(16, sum(r["pool"]["correct"]), 0.8, 0.6, ks)["argmax"] for r in recs])
+    assert paired_agreement(measured, wrong)["p_joint"] < 0.01

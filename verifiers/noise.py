@@ -21,6 +21,8 @@ import math
 from statistics import NormalDist
 from typing import ClassVar, Sequence
 
+import numpy as np
+
 from search.contracts import Candidate, LabError, Problem, Scores, Verifier
 from search.seeding import derive_seed
 
@@ -80,7 +82,16 @@ class Noise:
     @classmethod
     def predict(cls, params: dict, p: float, ks: Sequence[int], fp_cost: float = 0.0) -> dict[str, list[float]]:
         """Closed-form predictions for one problem of right-rate p under the noise ``params`` on an exact base
-        verifier, keyed by the pool's rule names (``argmax``, ...); empty when the family has no closed form."""
+        verifier (an infinite population), keyed by the pool's rule names (``argmax``, ...); empty when the family
+        has no closed form."""
+        return {}
+
+    @classmethod
+    def predict_pool(cls, params: dict, n: int, c: int, ks: Sequence[int],
+                     fp_cost: float = 0.0) -> dict[str, list[float]]:
+        """The same, conditional on a pool of n samples of which the exact base verifier accepts c: the exact
+        expectation over the noise of what the pool estimators measure (unbiased, unlike ``predict`` at c/n).
+        This is what the runner records beside every measured curve."""
         return {}
 
 
@@ -113,6 +124,15 @@ class Flip(Noise):
                 "accept": cf.flip_accuracy(p, tpr, fpr, ks, abstain=True).tolist(),
                 "abstain": cf.flip_abstain_rate(p, tpr, fpr, ks).tolist(),
                 "accept_reward": cf.flip_utility(p, tpr, fpr, fp_cost, ks).tolist()}
+
+    @classmethod
+    def predict_pool(cls, params: dict, n: int, c: int, ks: Sequence[int],
+                     fp_cost: float = 0.0) -> dict[str, list[float]]:
+        """``search.analysis.closed_forms.flip_pool``: argmax, accept, abstain and reward given the pool."""
+        from search.analysis import closed_forms as cf
+
+        out = cf.flip_pool(n, c, params["tpr"], params["fpr"], ks, fp_cost)
+        return {rule: np.asarray(out[rule]).tolist() for rule in ("argmax", "accept", "abstain", "accept_reward")}
 
 
 class ScoreNoise(Noise):
@@ -158,6 +178,29 @@ class ScoreNoise(Noise):
 
         return {"argmax": cf.score_accuracy(p, ks, **{k: params[k] for k in cls.fields}).tolist()}
 
+    @classmethod
+    def predict_pool(cls, params: dict, n: int, c: int, ks: Sequence[int],
+                     fp_cost: float = 0.0) -> dict[str, list[float]]:
+        """Argmax given the pool (``closed_forms.scores_pool``), and the accept rule (a score >= 0.5, i.e. a raw
+        score >= 0), which is flip noise with TPR = P(N(mu_right, sigma_right^2) >= 0) and FPR = eps * TPR +
+        (1 - eps) * P(N(mu_wrong, sigma_wrong^2) >= 0)."""
+        from search.analysis import closed_forms as cf
+
+        fields = {k: params[k] for k in cls.fields}
+        out = {"argmax": np.asarray(cf.scores_pool(n, c, ks, **fields)["argmax"]).tolist()}
+        tpr = _above_zero(params["mu_right"], params["sigma_right"])
+        fpr = params["eps"] * tpr + (1 - params["eps"]) * _above_zero(params["mu_wrong"], params["sigma_wrong"])
+        flips = cf.flip_pool(n, c, tpr, fpr, ks, fp_cost)
+        out.update({rule: np.asarray(flips[rule]).tolist() for rule in ("accept", "abstain", "accept_reward")})
+        return out
+
+
+def _above_zero(mu: float, sigma: float) -> float:
+    """P(N(mu, sigma^2) >= 0), with sigma 0 a point mass."""
+    if sigma == 0:
+        return 1.0 if mu >= 0 else 0.0
+    return 1.0 - _NORMAL.cdf(-mu / sigma)
+
 
 def noise_fields() -> tuple[str, ...]:
     """Every noise parameter of every known family, in the order the families were defined (table columns)."""
@@ -169,6 +212,13 @@ def predict(params: dict, p: float, ks: Sequence[int], fp_cost: float = 0.0) -> 
     family without one)."""
     family = FAMILIES.get(params.get("noise"))
     return family.predict(params, p, ks, fp_cost) if family else {}
+
+
+def predict_pool(params: dict, n: int, c: int, ks: Sequence[int], fp_cost: float = 0.0) -> dict[str, list[float]]:
+    """The closed forms of the family ``params["noise"]`` given a pool of n samples, c of them accepted by the exact
+    base verifier (empty for no noise or a family without one)."""
+    family = FAMILIES.get(params.get("noise"))
+    return family.predict_pool(params, n, c, ks, fp_cost) if family else {}
 
 
 def closed_form_params(verifier) -> dict | None:

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from search.analysis import estimators
+from search.analysis import closed_forms, estimators
 from search.analysis.pool import OUTCOMES, RULES
 
 COST_COLUMNS = ("policy_tokens", "verifier_tokens", "flops")
@@ -35,12 +35,18 @@ def summarize_budgets(records: Sequence[dict], resamples: int = 1000, seed: int 
             row[col] = float(np.mean([r["by_k"][col][j] for r in records]))
     if len(records) >= 2:
         for col in (c for c in records[0]["by_k"] if c.endswith("_closed_form")):
-            # the simultaneous band of the measured curve: the closed form should lie inside it at every k at once
             rule = col[: -len("_closed_form")]
             values = np.array([r["by_k"][rule] for r in records], dtype=float)
+            # the simultaneous band of the measured curve (shown in figures)
             lo, hi = estimators.simultaneous_band(values, n_resamples=resamples, seed=seed)
+            # the agreement test: per-problem differences from the closed form given each pool, paired over
+            # problems, at each k and jointly over k (the band alone has little power)
+            test = closed_forms.paired_agreement(values, np.array([r["by_k"][col] for r in records], dtype=float),
+                                                 seed=seed)
             for j, row in enumerate(rows):
                 row[f"{rule}_band_lo"], row[f"{rule}_band_hi"] = float(lo[j]), float(hi[j])
+                row[f"{rule}_cf_diff"], row[f"{rule}_cf_p"] = float(test["mean_diff"][j]), float(test["p"][j])
+                row[f"{rule}_cf_p_joint"] = float(test["p_joint"])
     return rows
 
 

@@ -18,7 +18,9 @@ parameter); a new family's ``fields`` become columns without an edit here."""
 
 
 OPTIONAL_FLOATS = NOISE_COLUMNS + ("noise_seed", "closed_form", "band_lo", "band_hi", "reward_closed_form",
-                                   "reward_band_lo", "reward_band_hi", "false_positive_rate", "flops_served")
+                                   "reward_band_lo", "reward_band_hi", "false_positive_rate", "flops_served",
+                                   "closed_form_diff", "closed_form_p", "closed_form_p_joint",
+                                   "reward_closed_form_p_joint")
 """Numeric columns that only some rows fill (a closed form exists only for noise on an exact verifier)."""
 NAMED = ("seed", "strategy.seed", "strategy.budget", "fp_cost", "noise.seed", "noise._target_", "noise.family",
          "verifier._target_", "strategy._target_", "task._target_", "policy._target_")
@@ -84,11 +86,14 @@ def budget_rows(budgets: list[dict]) -> list[dict]:
             row = dict(selection=rule, k=b["k"], n_problems=b["n_problems"], accuracy=b[rule], accuracy_lo=b[f"{rule}_lo"],
                        accuracy_hi=b[f"{rule}_hi"], closed_form=b.get(f"{rule}_closed_form"),
                        band_lo=b.get(f"{rule}_band_lo"), band_hi=b.get(f"{rule}_band_hi"),
+                       closed_form_diff=b.get(f"{rule}_cf_diff"), closed_form_p=b.get(f"{rule}_cf_p"),
+                       closed_form_p_joint=b.get(f"{rule}_cf_p_joint"),
                        policy_tokens=b["policy_tokens"], verifier_tokens=b["verifier_tokens"], flops=b["flops"],
                        flops_served=b.get("flops_served"))
             if rule == "accept":
                 row.update(reward=b["accept_reward"], reward_lo=b["accept_reward_lo"],
                            reward_hi=b["accept_reward_hi"], reward_closed_form=b.get("accept_reward_closed_form"),
+                           reward_closed_form_p_joint=b.get("accept_reward_cf_p_joint"),
                            reward_band_lo=b.get("accept_reward_band_lo"), reward_band_hi=b.get("accept_reward_band_hi"),
                            abstain_rate=b["abstain"], false_positive_rate=b["false_positive"])
             else:   # every other rule always answers: its reward is its accuracy

@@ -3,7 +3,8 @@
 The flow (DESIGN.md): for each problem the strategy gets a *metered* policy and verifier bound to a fresh ledger, so
 it cannot forget to charge; the runner grades what it returns with the task's grader (the only grader) and writes
 one record per problem. A pool strategy's record also holds every budget k <= its pool size, evaluated from the one
-pool (``search.analysis.pool``), with the closed forms overlaid when the verifier is noise on an exact oracle. After
+pool (``search.analysis.pool``), with the closed forms conditional on that pool overlaid when the verifier is noise on
+an exact oracle. After
 the problems, ``summary.json`` holds the config as plain fields, the per-budget table with bootstrap intervals and
 what the run asked of the server.
 
@@ -28,7 +29,7 @@ from search.contracts import LabError, Problem, Strategy
 from search.engine.records import RecordFile, check_run_dir, write_json_atomic
 from search.ledger import Ledger, MeteredPolicy, MeteredVerifier
 from search.seeding import derive_seed
-from verifiers.noise import closed_form_params, predict
+from verifiers.noise import closed_form_params, predict_pool
 
 
 def solve_one(problem: Problem, task, policy, strategy: Strategy, verifier, cfg: DictConfig,
@@ -71,9 +72,10 @@ def solve_one(problem: Problem, task, policy, strategy: Strategy, verifier, cfg:
             # noise on an exact oracle: the closed forms predict every curve from the rate at which the exact base
             # verifier accepts this problem's samples (not the graded right-rate: the process oracle rejects right
             # answers reached through a wrong step)
-            accepted = verifier.base_labels(problem, pool)
-            record["base_accept_rate"] = sum(accepted) / len(pool)
-            for rule, values in predict(noise, record["base_accept_rate"], budgets, cfg.fp_cost).items():
+            accepted = sum(verifier.base_labels(problem, pool))
+            record["base_accept_rate"] = accepted / len(pool)
+            # the exact expectation over the noise given this pool (a population formula at c/n would be biased)
+            for rule, values in predict_pool(noise, len(pool), accepted, budgets, cfg.fp_cost).items():
                 record["by_k"][f"{rule}_closed_form"] = values
     record["wall_s"] = round(time.time() - t0, 3)
     return record
