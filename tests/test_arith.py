@@ -81,6 +81,19 @@ def test_grade_rejects_missing_and_wrong_answers():
     p = t._make(17, (("+", 5),))
     assert t.grade(p, "22") and t.grade(p, "022")
     assert not t.grade(p, None) and not t.grade(p, "23") and not t.grade(p, "") and not t.grade(p, "2x")
+    # the answer line allows three digits: 122 is not 22 (the task's mod 100 is applied by the solver, not the
+    # grader), nor is 222, 922 or 2
+    assert t.extract_answer("A:122") == "122"
+    for wrong in ("122", "222", "922", "2", "-22", "22.0", " 2 2"):
+        assert not t.grade(p, wrong), wrong
+
+
+def test_grade_compares_with_the_reference_of_its_own_problem():
+    t = ArithTask()
+    for p in t.problems("eval", 30):
+        ref = int(p.reference)
+        assert t.grade(p, str(ref)) and t.grade(p, f"0{ref}")
+        assert not t.grade(p, str((ref + 1) % 100)) and not t.grade(p, str(ref + 100))
 
 
 def test_step_checker_marks_each_step():

@@ -32,8 +32,13 @@ def test_metered_policy_charges_every_request_and_token():
     assert cont[0].steps == ("17+5=22", "22*3=66", "A:66") and cont[0].text == RIGHT
     assert ledger.policy_requests == 2 and ledger.policy_samples == 7
     assert ledger.prompt_tokens == len(PROBLEM.prompt) + 1 + len(PROBLEM.prompt + "17+5=22\n") + 1
-    assert ledger.completion_tokens == sum(c.completion_tokens for c in pool + cont)
-    assert ledger.flops == 2 * policy.n_params * (ledger.prompt_tokens + ledger.completion_tokens)
+    # the scripted policy's tokens: a character each, plus one for the end of text (counted from the texts, not
+    # from what the ledger or the candidates say)
+    texts = [c.text for c in pool] + ["22*3=66\nA:66"] * 2
+    assert ledger.completion_tokens == sum(len(t) + 1 for t in texts)
+    prompt = len(PROBLEM.prompt) + 1 + len(PROBLEM.prompt + "17+5=22\n") + 1
+    assert ledger.flops == 2 * 1000 * (prompt + sum(len(t) + 1 for t in texts))
+    assert ledger.flops_served == ledger.flops and ledger.verifier_flops == 0   # nothing cached, no verifier
 
 
 def test_oracles_and_random_verifier_score_as_documented():

@@ -60,6 +60,33 @@ def test_answer_extraction():
     assert last_boxed("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}") == "\\left( 3, \\frac{\\pi}{2} \\right)"
     assert last_boxed("no box") is None and last_boxed("\\boxed{unclosed") is None
     assert gsm8k_answer("blah\n#### 1,234") == "1234" and gsm8k_answer("none") is None
+    assert gsm8k_answer("a #### 1 then #### 2") == "2" and gsm8k_answer("#### ") is None
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("so \\fbox{7}", "7"),                                          # \fbox is a box too
+    ("\\boxed{3} and later \\fbox{5}", "5"),                          # the last box, whichever command
+    ("\\fbox{3} and later \\boxed{5}", "5"),
+    ("\\boxed{ 12 }", "12"),
+    ("\\boxed{}", None),                                             # an empty box is no answer
+    ("\\boxed{ }", None),
+    ("#### 4", "4"),
+    ("work\n#### 4\nso \\boxed{5}", "5"),                          # a box wins over GSM8K's marker
+    ("\\boxed{5}\n#### 4", "5"),
+    ("\\boxed{}\n#### 4", "4"),                                       # an empty box falls back to the marker
+    ("no answer at all", None),
+])
+def test_math_task_extracts_the_last_box_then_the_gsm8k_marker(text, answer):
+    assert MathTask("math_sample.jsonl").extract_answer(text) == answer
+
+
+def test_an_empty_or_missing_answer_is_graded_wrong():
+    task = MathTask("math_sample.jsonl")
+    p = task.problems("eval")[1]                                       # 3x - 7 = 11: x = 6
+    assert p.reference == "6" and task.grade(p, "6") and task.grade(p, task.extract_answer("so \\fbox{6}"))
+    assert not task.grade(p, task.extract_answer("\\boxed{}")) and not task.grade(p, None)
+    assert not task.grade(p, "") and not task.grade(p, " ") and not task.grade(p, "16") and not task.grade(p, "60")
+    assert not equivalent("6", "") and not equivalent("6", "  ") and not equivalent("16", "6")
 
 
 def test_parquet_and_gsm8k_format(tmp_path):

@@ -1,0 +1,130 @@
+"""The served verifiers' rendering and parsing with no server: the generative judge (P(yes) from top logprobs) and the
+process reward model (its input text, one score per step from vLLM's step pooler), each behind a scripted HTTP
+transport that answers as vLLM does. Expected values are worked out by hand from the probabilities."""
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+
+from search.contracts import Candidate, LabError
+from search.serving.http import Replicas
+from search.tasks.arith import ArithTask
+from verifiers.judge import GenerativeJudge
+from verifiers.prm import PRMVerifier, render
+
+TASK = ArithTask()
+PROBLEM = TASK._make(17, (("+", 5), ("*", 3)))          # Q:17+5*3 -> 17+5=22, 22*3=66, A:66
+
+
+def cand(text):
+    return Candidate(steps=TASK.split_steps(text), answer=TASK.extract_answer(text), text=text, prompt_tokens=1,
+                     completion_tokens=len(text), finish_reason="stop")
+
+
+def scripted(answer):
+    """A Replicas whose one server answers every POST with ``answer(path, body)``; the bodies are kept."""
+    bodies = []
+
+    def handler(request):
+        body = json.loads(request.content)
+        bodies.append((request.url.path, body))
+        return httpx.Response(200, json=answer(request.url.path, body))
+
+    http = Replicas(["http://verifier.test"], "verifier", "m", "verifier", max_retries=0)
+    http.clients = [httpx.Client(base_url="http://verifier.test", transport=httpx.MockTransport(handler))]
+    return http, bodies
+
+
+# -- the judge -----------------------------------------------------------------------------------------------------
+def judge(http=None, **kw):
+    return GenerativeJudge(TASK, http, "m", "m@1", 2000, **kw)
+
+
+@pytest.mark.parametrize("p_yes, p_no", [(0.6, 0.2), (0.05, 0.9), (0.3, 0.3), (0.999, 0.0005)])
+def test_p_yes_is_the_yes_share_of_the_two_answer_tokens(p_yes, p_no):
+    j = judge(yes_token=" yes", no_token=" no")
+    top = {" yes": math.log(p_yes), " no": math.log(p_no), " maybe": math.log(0.01)}
+    assert j.p_yes(top) == pytest.approx(p_yes / (p_yes + p_no), rel=1e-12)
+
+
+def test_p_yes_with_one_or_no_answer_token_in_the_top_list():
+    j = judge(yes_token="Y", no_token="N")
+    assert j.p_yes({"Y": math.log(0.1), "Z": 0.0}) == 1.0           # no is not among the top: probability 0
+    assert j.p_yes({"N": math.log(0.1), "Z": 0.0}) == 0.0           # yes is not among the top
+    assert j.p_yes({"Z": 0.0}) is None and j.p_yes({}) is None
+
+
+def test_judge_scores_each_candidate_in_order_and_counts_undecided_ones():
+    cands = [cand("17+5=22\n22*3=66\nA:66"), cand("17+5=22\n22*3=76\nA:76"), cand("17+5=2")]
+
+    def answer(path, body):
+        # choices out of order (the index says whose they are), one without either answer token, usage to charge
+        tops = [{" yes": math.log(0.9), " no": math.log(0.1)}, {" yes": math.log(0.2), " no": math.log(0.6)},
+                {" perhaps": -0.1}]
+        choices = [{"index": i, "text": "x", "logprobs": {"top_logprobs": [tops[i]]}} for i in (2, 0, 1)]
+        return {"choices": choices, "usage": {"prompt_tokens": 300, "completion_tokens": 3}}
+
+    http, bodies = scripted(answer)
+    j = judge(http, template="P:{prompt}|S:{solution}|ok?")
+    scores = j.score(PROBLEM, cands)
+    assert scores.final == pytest.approx((0.9, 0.25, 0.5), rel=1e-12)
+    assert scores.tokens == 303 and j.undecided == 1
+    [(path, body)] = bodies
+    assert path == "/v1/completions" and body["max_tokens"] == 1 and body["temperature"] == 0.0
+    assert body["logprobs"] == 20 and body["model"] == "m"
+    assert body["prompt"] == [f"P:{PROBLEM.prompt}|S:{c.text}|ok?" for c in cands]    # steps joined by "\n"
+    assert j.score(PROBLEM, []).steps == () and len(bodies) == 1                      # nothing to judge: no request
+
+
+def test_a_judge_server_that_drops_answers_is_one_error():
+    http, _ = scripted(lambda path, body: {"choices": [{"index": 0, "logprobs": None}], "usage": {}})
+    with pytest.raises(LabError, match="returned 1 answers for 2 prompts"):
+        judge(http).score(PROBLEM, [cand("A:1"), cand("A:2")])
+
+
+# -- the PRM -------------------------------------------------------------------------------------------------------
+def test_render_puts_exactly_one_separator_after_each_step():
+    sep = " ки"
+    text = render("Q: ки what", ["a ки b", "c", "d ки"], sep, "\n")
+    assert text == "Q: what" + "a b ки\nc ки\nd ки"
+    assert text.count(sep) == 3
+    # the tiny PRM's separator is a space: spaces in the prompt or the steps must not become extra score positions
+    text = render("Q:1 + 1\n", ["1 + 1=2", "A:2"], " ", "\n")
+    assert text == "Q:1+1\n1+1=2 \nA:2 " and text.count(" ") == 2
+
+
+def prm(http, **kw):
+    return PRMVerifier(TASK, http, "prm", "prm@1", 5000, step_separator=" ", **kw)
+
+
+def test_prm_reads_one_score_per_step_from_the_positive_class():
+    cands = [cand("17+5=22\n22*3=66\nA:66"), cand(""), cand("17+5=2")]
+
+    def answer(path, body):
+        rows = {0: [[0.1, 0.9], [0.3, 0.7], [0.0, 1.2]], 1: [[0.8, 0.2]]}    # 1.2: a rounding overshoot, clipped
+        return {"data": [{"index": i, "data": rows[i]} for i in (1, 0)], "usage": {"prompt_tokens": 77}}
+
+    http, bodies = scripted(answer)
+    scores = prm(http).score(PROBLEM, cands)
+    assert scores.steps == ((0.9, 0.7, 1.0), (0.0,), (0.2,)) and scores.tokens == 77
+    [(path, body)] = bodies
+    assert path == "/pooling" and body["model"] == "prm" and body["task"] == "token_classify"
+    # the candidate without steps is not sent; the others in order, each step followed by the separator
+    assert body["input"] == ["Q:17+5*3\n17+5=22 \n22*3=66 \nA:66 ", "Q:17+5*3\n17+5=2 "]
+    http, _ = scripted(answer)
+    assert prm(http, positive_label=0).score(PROBLEM, cands).steps == ((0.1, 0.3, 0.0), (0.0,), (0.8,))
+
+
+def test_prm_sends_nothing_for_candidates_without_steps():
+    http, bodies = scripted(lambda path, body: pytest.fail("no request expected"))
+    assert prm(http).score(PROBLEM, [cand(""), cand("")]).steps == ((0.0,), (0.0,)) and not bodies
+
+
+def test_a_prm_server_without_the_step_pooler_is_one_error():
+    # a pooler that returns a row per token instead of per step
+    http, _ = scripted(lambda path, body: {"data": [{"index": 0, "data": [[0.5, 0.5]] * 9}]})
+    with pytest.raises(LabError, match=r"returned 9 scores for 2 steps; start its server with the step pooler"):
+        prm(http).score(PROBLEM, [cand("17+5=22\nA:22")])
