@@ -3,6 +3,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import fields, replace
 
 from search.serving.cache import CachedPolicy, GenerationCache, cache_key
 from search.contracts import SamplingParams
@@ -25,13 +26,40 @@ def test_second_call_is_served_from_disk_with_the_same_usage(tmp_path):
 
 
 def test_key_covers_model_prompt_and_every_sampling_parameter():
-    base = cache_key("m@1", "Q:1+1\n", SamplingParams(n=4, seed=1))
-    for other in [cache_key("m@2", "Q:1+1\n", SamplingParams(n=4, seed=1)),
-                  cache_key("m@1", "Q:1+2\n", SamplingParams(n=4, seed=1)),
-                  cache_key("m@1", "Q:1+1\n", SamplingParams(n=8, seed=1)),
-                  cache_key("m@1", "Q:1+1\n", SamplingParams(n=4, seed=1, temperature=0.5)),
-                  cache_key("m@1", "Q:1+1\n", SamplingParams(n=4, seed=1, stop=("\n",)))]:
-        assert other != base
+    base_params = SamplingParams(n=4, temperature=1.0, top_p=1.0, max_tokens=128, stop=(), seed=1)
+    base = cache_key("m@1", "Q:1+1\n", base_params)
+    assert cache_key("m@1", "Q:1+1\n", SamplingParams(n=4, seed=1)) == base          # a key is a function of values
+    assert cache_key("m@2", "Q:1+1\n", base_params) != base
+    assert cache_key("m@1", "Q:1+2\n", base_params) != base
+    # one changed value per field of SamplingParams: a field the key left out would serve a generation made with
+    # another value (96 tokens cut short, another nucleus) as if it were this one
+    changed = {"n": 8, "temperature": 0.5, "top_p": 0.9, "max_tokens": 96, "stop": ("\n",), "seed": 2}
+    assert set(changed) == {f.name for f in fields(SamplingParams)}, "a new sampling field needs a line here"
+    for name, value in changed.items():
+        assert cache_key("m@1", "Q:1+1\n", replace(base_params, **{name: value})) != base, name
+
+
+def test_a_hit_needs_every_sampling_parameter_to_match(tmp_path):
+    inner = ScriptedPolicy(SCRIPT)
+    policy = CachedPolicy(inner, GenerationCache(tmp_path / "c.sqlite"))
+    params = SamplingParams(n=2, seed=9, max_tokens=128, top_p=1.0)
+    policy.generate(["Q:1+1\n"], params)
+    for other in (replace(params, max_tokens=96), replace(params, top_p=0.5), replace(params, stop=("\n",))):
+        policy.generate(["Q:1+1\n"], other)
+    assert policy.hits == 0 and policy.misses == 4 and len(inner.calls) == 4 and len(policy.cache) == 4
+    policy.generate(["Q:1+1\n"], replace(params, max_tokens=96))
+    assert policy.hits == 1 and len(inner.calls) == 4
+
+
+def test_a_batch_of_hits_and_misses_keeps_the_order_of_its_prompts(tmp_path):
+    inner = ScriptedPolicy(SCRIPT)
+    policy = CachedPolicy(inner, GenerationCache(tmp_path / "c.sqlite"))
+    params = SamplingParams(n=3, seed=4)
+    [second] = policy.generate(["Q:2+2\n"], params)
+    both = policy.generate(["Q:1+1\n", "Q:2+2\n", "Q:1+1\n"], [params, params, SamplingParams(n=3)])
+    assert both[1] == second and policy.hits == 1 and policy.misses == 3
+    assert {c.text for c in both[0].completions} <= {"1+1=2\nA:2", "1+1=3\nA:3"}
+    assert policy.generated_tokens == sum(g.usage.completion_tokens for g in (second, both[0], both[2]))
 
 
 def test_unseeded_requests_are_not_cached(tmp_path):
@@ -56,8 +84,9 @@ while True:
 def test_a_writer_killed_mid_transaction_leaves_a_consistent_database(tmp_path):
     path = tmp_path / "c.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
-    deadline = time.time() + 30
-    while time.time() < deadline and (not path.exists() or len(GenerationCache(path)) < 500):
+    # no deadline: a busy machine may take long to write 500 entries; pytest's timeout ends a writer that hangs
+    while not path.exists() or len(GenerationCache(path)) < 500:
+        assert proc.poll() is None, "the writer died on its own"
         time.sleep(0.2)
     proc.kill()
     proc.wait()

@@ -13,7 +13,6 @@ from search.contracts import SamplingParams
 from search.serving.clients import managed_policy, remote_policy
 from search.run import main
 
-pytestmark = pytest.mark.server
 SWEEP = ["seed=0,1", "verifier=outcome_oracle,random", "strategy.budget=4,8", "n_problems=4", "cache_path=null"]
 """2 x 2 x 2 = 8 jobs."""
 MACHINE_COLUMNS = ["job_wall_s", "generation_requests", "generated_tokens", "cache_hits"]
@@ -46,6 +45,7 @@ def basic(tmp_path_factory, shared_url):
         mp.undo()
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("launcher", [["hydra/launcher=local_parallel"],
                                       ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]],
                          ids=["joblib-2-workers", "submitit-local"])
@@ -72,6 +72,7 @@ def second_server():
         yield server
 
 
+@pytest.mark.server
 def test_requests_spread_over_two_real_servers_with_the_results_of_one(shared_url, second_server):
     prompts = [p.prompt for p in __import__("search.tasks.arith", fromlist=["ArithTask"]).ArithTask().problems(
         "eval", 16)]
