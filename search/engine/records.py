@@ -44,7 +44,8 @@ def check_run_dir(out_dir: Path, config: dict) -> None:
 
 class RecordFile:
     """records.jsonl, appended one complete line at a time and flushed, so a killed run loses at most the line being
-    written; on open, a torn last line is cut off and the finished problem ids are read back.
+    written; on open, a torn last line is cut off (a whole record that lost only its newline keeps it, and gets its
+    newline back) and the finished problem ids are read back.
 
     A flushed line is in the operating system's hands, so it survives the process being killed (SIGKILL
     included). fsync, which also protects against the machine itself going down, costs about 17 ms here and was
@@ -60,7 +61,7 @@ class RecordFile:
         self.records: list[dict] = []
         """Every complete record in the file, in the order written."""
         if path.exists():
-            good = 0
+            good, unterminated = 0, False
             with open(path, "rb") as fh:
                 for line in fh:
                     try:
@@ -68,8 +69,12 @@ class RecordFile:
                     except json.JSONDecodeError:
                         break
                     good += len(line)
+                    unterminated = not line.endswith(b"\n")
             with open(path, "r+b") as fh:
                 fh.truncate(good)
+                if unterminated:            # killed between a whole record and its newline: keep it, end its line
+                    fh.seek(good)
+                    fh.write(b"\n")
 
     @property
     def done(self) -> set[str]:
