@@ -136,12 +136,25 @@ class StepSearch:
             children = []
             for cand in batch:
                 cand = replace(cand, completion_tokens=parent.candidate.completion_tokens + cand.completion_tokens)
+                if len(cand.steps) > self.max_steps:          # a continuation to the end ran past the step cap
+                    cand = self._cut(cand, parent.candidate, policy.task)
                 done = (to_end or cand.answer is not None or cand.finish_reason == "length"
                         or cand.completion_tokens >= self.max_tokens
                         or len(cand.steps) <= len(parent.candidate.steps) or len(cand.steps) >= self.max_steps)
                 children.append(Node(cand, finished=done))
             out.append(children)
         return out
+
+    def _cut(self, cand: Candidate, parent: Candidate, task) -> Candidate:
+        """``cand`` cut to its first ``max_steps`` steps (it ends there, unanswered unless its last kept step is the
+        answer). Its tokens past the parent are counted in proportion to the characters kept; the ledger has already
+        charged every generated token."""
+        steps = cand.steps[:self.max_steps]
+        text = task.step_delimiter.join(steps)
+        share = (len(text) - len(parent.text)) / max(1, len(cand.text) - len(parent.text))
+        new_tokens = cand.completion_tokens - parent.completion_tokens
+        return replace(cand, steps=steps, text=text, answer=task.extract_answer(text), finish_reason="length",
+                       completion_tokens=parent.completion_tokens + round(new_tokens * share))
 
     def score(self, problem: Problem, verifier: MeteredVerifier, nodes: Sequence[Node]) -> list[Node]:
         """The nodes with their step scores and aggregated score, from one verifier call."""
