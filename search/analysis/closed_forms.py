@@ -43,13 +43,6 @@ def flip_utility(p: float, tpr: float, fpr: float, cost: float, ks: Sequence[int
     return (ppv * (1 + cost) - cost) * (1 - r ** np.asarray(ks, dtype=float))
 
 
-def rejection_sampling_cost(p: float, tpr: float, fpr: float, ks: Sequence[int]) -> np.ndarray:
-    """Expected samples drawn when stopping at the first accept, at most k: ``(1 - r^k) / (1 - r)``."""
-    r, _ = _flip_terms(p, tpr, fpr)
-    ks = np.asarray(ks, dtype=float)
-    return ks if r >= 1 else (1 - r**ks) / (1 - r)
-
-
 def score_accuracy(p: float, ks: Sequence[int], mu_right: float = 1.0, mu_wrong: float = 0.0,
                    sigma_right: float = 1.0, sigma_wrong: float = 1.0, eps: float = 0.0,
                    grid: int = 20001) -> np.ndarray:
