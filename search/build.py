@@ -40,9 +40,15 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: obj}
 
 
+CHECK_GRID = "_check_grid_"
+"""A verifier YAML's optional map of field -> values that ``lab check-verifier`` also checks (every combination);
+the lab removes it before the verifier is built, and it is not part of a run's identity."""
+
+
 def identity(config: dict) -> dict[str, Any]:
     """The fields of a resolved config (plain dict) that make a run's records what they are, flattened."""
-    return {k: v for k, v in _flatten(config).items() if k not in NOT_IDENTITY and not k.startswith("hydra.")}
+    return {k: v for k, v in _flatten(config).items() if k not in NOT_IDENTITY and not k.startswith("hydra.")
+            and f".{CHECK_GRID}." not in k}
 
 
 RUN_FIELDS: dict[str, tuple[str, str, str]] = {
@@ -110,8 +116,15 @@ def build(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
     from hydra.utils import instantiate
     from omegaconf.errors import MissingMandatoryValue
 
+    node = cfg[key]
+    if isinstance(node, DictConfig) and CHECK_GRID in node:      # the checker's grid is not an argument
+        from omegaconf import open_dict
+
+        node = node.copy()
+        with open_dict(node):
+            del node[CHECK_GRID]
     try:
-        return instantiate(cfg[key], **kwargs)
+        return instantiate(node, **kwargs)
     except MissingMandatoryValue as err:
         raise LabError(f"{err.full_key} is not set: give it on the command line ({err.full_key}=...) or in "
                        f"conf/{key}/") from None
@@ -123,6 +136,10 @@ def build(cfg: DictConfig, key: str, **kwargs: Any) -> Any:
             raise LabError(f"{cause.full_key} is not set: give it on the command line ({cause.full_key}=...)") from None
         if isinstance(cause, TypeError):
             raise LabError(f"{key} config does not fit {cfg[key].get('_target_')}: {cause}") from None
+        if "Error locating target" in str(err):
+            raise LabError(f"{key}._target_ {cfg[key].get('_target_')} cannot be imported: pip install the package "
+                           f"that provides it (non-editable installs need its YAML as package data), or fix "
+                           f"_target_") from None
         raise
 
 

@@ -15,6 +15,8 @@ from typing import Iterator, NoReturn, Sequence
 from search.contracts import LabError
 
 _MISSING_OPTION = re.compile(r"Could not find '([^']+)/([^']+)'")
+_NOT_A_FIELD = re.compile(r"Could not override '([^']+)'")
+_ALREADY_A_FIELD = re.compile(r"An item is already at '([^']+)'")
 _FLAGS_WITH_VALUE = {"--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd", "--info", "-i",
                      "--experimental-rerun"}
 
@@ -87,8 +89,34 @@ def explain(message: str, conf_dir: str) -> str:
         options = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
         return (f"unknown {group} '{option}': choose one of {', '.join(options) or '(none)'} "
                 f"(or add conf/{group}/{option}.yaml)")
+    absent = _NOT_A_FIELD.search(message)
+    if absent:
+        key = absent.group(1)
+        group = key.split(".", 1)[0]
+        route = (" (a verifier=plugin entry point takes its keyword arguments with +: its YAML has only name)"
+                 if group == "verifier" else "")
+        return (f"{key} is not a field of the chosen {group} config: add it with +{key}=VALUE{route}, or fix the "
+                f"name (the fields are in conf/{group}/ or the plug-in's YAML)")
+    present = _ALREADY_A_FIELD.search(message)
+    if present:
+        key = present.group(1)
+        return (f"+{key} adds a field, but {key} is already a field of the chosen config (a _target_ YAML's own "
+                f"field): set it without the +, as {key}=VALUE")
     first = " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
-    return f"bad configuration: {first} (list the options with: python -m search.run --help)"
+    return f"bad configuration: {first} (list the options with: {command_name()} --help)"
+
+
+def command_name() -> str:
+    """How the running command was called, for a hint: ``lab check-verifier``, ``python -m verifiers.contract``
+    (``python -m search.run`` when it cannot tell)."""
+    arg0 = sys.argv[0] if sys.argv else ""
+    if arg0.startswith("lab"):
+        return arg0
+    path = Path(arg0).resolve()
+    root = Path(__file__).resolve().parent.parent
+    if path.suffix == ".py" and path.is_relative_to(root):
+        return "python -m " + ".".join(path.relative_to(root).with_suffix("").parts)
+    return "python -m search.run"
 
 
 def check_overrides(argv: list[str], conf_dir: str, config_name: str = "config") -> None:

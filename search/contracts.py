@@ -8,6 +8,7 @@ here too, so every caller applies the same rule.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -217,22 +218,71 @@ def prefix_text(steps: Sequence[str], delimiter: str) -> str:
     return "".join(step + delimiter for step in steps)
 
 
+class ScoreError(LabError):
+    """A verifier's ``score`` call broke the contract: the message names the verifier, the problem, the candidate,
+    the rule and the fix; ``rule`` and ``candidate`` say the same for a program (the contract checker)."""
+
+    def __init__(self, message: str, rule: str, candidate: int | None = None):
+        super().__init__(message)
+        self.rule = rule
+        """The broken rule: ``raises``, ``shapes`` or ``ranges`` (the names of ``verifiers.contract.CHECKS``)."""
+        self.candidate = candidate
+        """The index of the offending candidate in the call, or None when the fault is the whole answer."""
+
+
+def _is_score(x: object) -> bool:
+    # a Python float or int (numpy.float64 is a float); numpy.float32 or a tensor would break the JSON records
+    return isinstance(x, (float, int)) and not isinstance(x, bool)
+
+
 def check_scores(name: str, kind: str, candidates: Sequence[Candidate], scores: Scores,
-                 ranges: bool = True) -> None:
-    """Enforce the verifier contract on one ``score`` call: one tuple per candidate, one score per step for a process
-    verifier (one for a candidate without steps) or one score for an outcome verifier, and (with ``ranges``) every
-    score in [0, 1]. Raises LabError naming the verifier, the rule and the fix."""
-    if len(scores.steps) != len(candidates):
-        raise LabError(f"verifier {name} returned {len(scores.steps)} score tuples for {len(candidates)} "
-                       "candidates: its score() must return one tuple per candidate")
-    for cand, s in zip(candidates, scores.steps):
+                 ranges: bool = True, problem_id: str | None = None) -> None:
+    """Enforce the verifier contract on one ``score`` call: a ``Scores``; one tuple per candidate (never a flat
+    tuple of floats); one score per step for a process verifier (one for a candidate without steps) or one score for
+    an outcome verifier; and (with ``ranges``) every score a finite float in [0, 1] and ``tokens`` an int >= 0.
+    Raises ScoreError naming the verifier, the problem (``problem_id``), the candidate, the rule and the fix. The one
+    place the rule lives: the run (``search.ledger.MeteredVerifier``) and the contract checker both call it."""
+    where = f"verifier {name}" + (f" on problem {problem_id}" if problem_id is not None else "")
+    if not isinstance(scores, Scores):
+        raise ScoreError(f"{where}: score() returned {type(scores).__name__}; fix: return "
+                         "search.contracts.Scores(steps=..., tokens=...)", "shapes")
+    rows = scores.steps
+    if not isinstance(rows, (tuple, list)):
+        raise ScoreError(f"{where}: Scores.steps is a {type(rows).__name__}; fix: give a tuple with one tuple of scores "
+                         "per candidate", "shapes")
+    if rows and all(_is_score(r) for r in rows):
+        raise ScoreError(f"{where}: Scores.steps is a flat tuple of {len(rows)} numbers; fix: give one tuple per "
+                         "candidate, e.g. steps=tuple((s,) for s in outcome_scores)", "shapes",
+                         0 if candidates else None)
+    if len(rows) != len(candidates):
+        raise ScoreError(f"{where}: {len(rows)} score tuples for {len(candidates)} candidates; fix: return "
+                         "one tuple per candidate, in order (and steps=() for no candidates)", "shapes")
+    for i, (cand, row) in enumerate(zip(candidates, rows)):
+        at = f"{where}, candidate {i}"
+        if not isinstance(row, (tuple, list)):
+            raise ScoreError(f"{at}: its row is {type(row).__name__} {row!r}, not a tuple of scores; fix: give "
+                             f"({row!r},) for an outcome score", "shapes", i)
         want = max(1, len(cand.steps)) if kind == "process" else 1
-        if len(s) != want:
-            raise LabError(f"verifier {name} ({kind}) gave {len(s)} scores for a candidate with "
-                           f"{len(cand.steps)} steps: a process verifier gives one per step (one for an empty "
-                           "candidate), an outcome verifier one")
-        if ranges and any(not 0.0 <= x <= 1.0 for x in s):
-            raise LabError(f"verifier {name} returned a score outside [0, 1]: {s}")
+        if len(row) != want:
+            fix = ("a process verifier gives one score per step (one for a candidate without steps)"
+                   if kind == "process" else "an outcome verifier gives exactly one score per candidate")
+            raise ScoreError(f"{at} ({kind}): {len(row)} scores for a candidate with {len(cand.steps)} steps; "
+                             f"fix: {fix}", "shapes", i)
+        if not ranges:
+            continue
+        for x in row:
+            if not _is_score(x):
+                raise ScoreError(f"{at}: score {x!r} is a {type(x).__name__}; fix: give a Python float (float(x))",
+                                 "ranges", i)
+            if math.isnan(x):
+                raise ScoreError(f"{at}: score is NaN; fix: give a finite float in [0, 1] (map a missing score to 0.0)",
+                                 "ranges", i)
+            if not 0.0 <= x <= 1.0:
+                raise ScoreError(f"{at}: score {x!r} is outside [0, 1]; fix: clip it (min(1.0, max(0.0, s))) or map it "
+                                 "into [0, 1] (a logit through a sigmoid)", "ranges", i)
+    if ranges and (not isinstance(scores.tokens, int) or isinstance(scores.tokens, bool) or scores.tokens < 0):
+        raise ScoreError(f"{where}: Scores.tokens is {scores.tokens!r}; fix: give the int >= 0 of tokens the verifier "
+                         "read (0 without a model)", "ranges")
 
 
 StrategyKind = Literal["pool", "search"]

@@ -23,8 +23,14 @@ import threading
 from dataclasses import dataclass, field, fields
 from typing import Sequence
 
-from search.contracts import (Candidate, Policy, Problem, SamplingParams, Scores, Task, Usage, Verifier,
-                              check_scores, prefix_text)
+from search.contracts import (Candidate, LabError, Policy, Problem, SamplingParams, ScoreError, Scores, Task,
+                              Usage, Verifier, check_scores, prefix_text)
+
+
+def one_line(err: object, limit: int = 200) -> str:
+    """An exception's message on one line, cut at ``limit`` characters (an error line must stay one line)."""
+    text = " ".join(str(err).split()) or "(no message)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
@@ -159,7 +165,17 @@ class MeteredVerifier:
         self.name = getattr(verifier, "name", type(verifier).__name__)
 
     def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
-        scores = self.verifier.score(problem, tuple(candidates))
-        check_scores(self.name, self.kind, candidates, scores)
+        """The verifier's scores of ``candidates``, charged; LabError (one line: the verifier, the problem and the
+        fix) when its ``score`` raises or returns what the contract forbids (``search.contracts.check_scores``)."""
+        try:
+            scores = self.verifier.score(problem, tuple(candidates))
+        except LabError:
+            raise                      # already one line (a served verifier's unreachable server, say)
+        except Exception as err:  # noqa: BLE001 - a plug-in's own bug: name it, the problem and the fix in one line
+            raise ScoreError(f"verifier {self.name} raised {type(err).__name__}: {one_line(err)} while scoring "
+                             f"problem {problem.id} ({len(candidates)} candidates): fix its score(); find the "
+                             f"candidate with lab check-verifier (its probe) or lab offline RUN_DIR (a run's pools)",
+                             "raises") from err
+        check_scores(self.name, self.kind, candidates, scores, problem_id=problem.id)
         self.ledger.charge_verifier(len(candidates), scores.tokens)
         return scores

@@ -70,7 +70,7 @@ def test_metered_verifier_charges_and_rejects_contract_breaks():
 
     for bad, msg in [(Scores(steps=((1.0,),)), "1 score tuples for 2"),
                      (Scores(steps=((1.0,), (1.5,))), "outside"),
-                     (Scores(steps=((1.0, 0.0), (1.0,))), "gave 2 scores")]:
+                     (Scores(steps=((1.0, 0.0), (1.0,))), "candidate 0 .outcome.: 2 scores")]:
         with pytest.raises(LabError, match=msg):
             MeteredVerifier(Bad(bad), Ledger(policy_params=1)).score(PROBLEM, cands)
 

@@ -81,6 +81,22 @@ def solve_one(problem: Problem, task, policy, strategy: Strategy, verifier, cfg:
     return record
 
 
+def keep_finished(futures, records: RecordFile) -> None:
+    """After one problem failed (a verifier's bug, a dead server): cancel the problems not yet started and record
+    every one that still finishes, so a rerun after the fix redoes only what is missing."""
+    for fut in futures:
+        fut.cancel()
+    for fut in futures:
+        if fut.cancelled():
+            continue
+        try:
+            record = fut.result()
+        except BaseException:  # noqa: BLE001 - the first failure is the one reported; this one is not recorded
+            continue
+        if record["problem_id"] not in records.done:
+            records.append(record)
+
+
 def versions(policy) -> dict:
     """The versions a run's numbers depend on: the lab, the vLLM server that generated, the client's vLLM, Python
     and numpy."""
@@ -147,6 +163,9 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
             for fut in as_completed(futures):
                 records.append(fut.result())
                 bar.update(1)
+        except BaseException:
+            keep_finished(futures, records)
+            raise
         finally:
             records.sync()
     t_solved = time.time()
