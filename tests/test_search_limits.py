@@ -84,3 +84,51 @@ def test_mcts_holds_solutions_to_max_steps(max_steps):
     sel, depths = solve(MCTS(budget=40, expansions=2, parallel=1, max_steps=max_steps, widening=0.0))
     assert max(depths) <= max_steps - 1
     assert all(len(c.steps) <= max_steps for c in sel.candidates)
+
+
+def test_a_continuation_cut_at_the_cap_keeps_its_steps_text_answer_and_a_share_of_tokens():
+    from search.contracts import Candidate
+    from search.strategies.stepwise import StepSearch
+
+    parent = Candidate(steps=("a=1",), answer=None, text="a=1", prompt_tokens=5, completion_tokens=4,
+                       finish_reason="stop")
+    cand = Candidate(steps=("a=1", "bb=22", "ccc", "A:5"), answer="5", text="a=1\nbb=22\nccc\nA:5", prompt_tokens=5,
+                     completion_tokens=24, finish_reason="stop")
+    cut = StepSearch(max_steps=2)._cut(cand, parent, TASK)
+    assert cut.steps == ("a=1", "bb=22") and cut.text == "a=1\nbb=22" and cut.answer is None
+    assert cut.finish_reason == "length" and cut.prompt_tokens == 5
+    # 20 new tokens over 14 new characters, 6 of them kept: 4 + round(20 * 6 / 14) = 4 + 9
+    assert cut.completion_tokens == 13
+    kept = StepSearch(max_steps=4)._cut(replace_steps(cand, ("A:5",)), parent, TASK)
+    assert kept.answer == "5" and kept.steps[-1] == "A:5"
+
+
+def replace_steps(cand, extra):
+    """``cand`` with ``extra`` steps appended, so that it runs one step past a cap of 4 ending on its answer."""
+    from dataclasses import replace
+
+    steps = ("a=1", "bb=22", "ccc") + extra + ("more",)
+    return replace(cand, steps=steps, text="\n".join(steps), answer=None)
+
+
+def test_beam_lookahead_goes_greedily_ahead_up_to_the_cap():
+    """Lookahead 2 on the endless tree, cap 4 steps: after each round every growing child is continued up to two
+    greedy steps (one sample at temperature 0, its own seed per prefix and depth), never past the cap."""
+    seen = []
+
+    class Recording(EndlessPolicy):
+        def generate(self, prompts, params):
+            seen.extend(per_prompt(params, len(prompts)))
+            return super().generate(prompts, params)
+
+    fake = Recording()
+    ledger = Ledger(policy_params=fake.n_params)
+    strategy = BeamSearch(budget=4, expansions=2, max_steps=4, lookahead=2)
+    sel = strategy.solve(PROBLEM, MeteredPolicy(fake, TASK, ledger), MeteredVerifier(DepthScores(), ledger))
+    depths = [p[len(PROBLEM.prompt):].count("\n") for p in fake.prompts]
+    greedy = [(d, p) for d, p in zip(depths, seen) if p.temperature == 0.0]
+    # rounds 1-3 each grow 4 children (2 beams x 2 from round 2 on) at depth 1, 2, 3; each child looks ahead from
+    # its own depth, two steps (rounds 1 and 2) or one (round 3, where the next step reaches the cap of 4)
+    assert [d for d, _ in greedy] == [1] * 4 + [2] * 4 + [2] * 4 + [3] * 4 + [3] * 4
+    assert all(p.n == 1 for _, p in greedy) and len({p.seed for _, p in greedy}) == len(greedy)
+    assert sel.extras["rounds"] == 4 and all(len(c.steps) == 4 for c in sel.candidates)

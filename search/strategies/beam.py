@@ -46,8 +46,8 @@ class BeamSearch(StepSearch):
             finished += [c for c in children if c.finished]
             growing = [c for c in children if not c.finished]
             if self.lookahead and growing:
-                ahead = self.continue_and_score(problem, policy, verifier, growing, ("lookahead", rounds), self.lookahead,
-                                     greedy=True)
+                ahead = self.continue_and_score(problem, policy, verifier, growing, ("lookahead", rounds),
+                                                self.lookahead)
                 rank = {id(c): a.score for c, a in zip(growing, ahead)}
             else:
                 rank = {id(c): c.score for c in growing}

@@ -176,18 +176,16 @@ class StepSearch:
         return out
 
     def continue_and_score(self, problem: Problem, policy: MeteredPolicy, verifier: MeteredVerifier,
-                           nodes: Sequence[Node],
-                tag: object, steps: int | None = None, greedy: bool = False) -> list[Node]:
-        """Continue each unfinished node, one sample each, and score the result: ``steps`` more steps (a beam
-        search's lookahead, usually greedy), or to the end of the solution in one request when ``steps`` is None
-        (an MCTS rollout). Finished nodes come back as they are; the continuations are charged like any other."""
+                           nodes: Sequence[Node], tag: object, steps: int, greedy: bool = True) -> list[Node]:
+        """Continue each unfinished node by ``steps`` more steps, one sample each (greedy by default: a beam
+        search's lookahead), and score the result. Finished nodes come back as they are; the continuations are
+        charged like any other."""
         current = list(nodes)
-        for depth in range(1 if steps is None else steps):
+        for depth in range(steps):
             todo = [i for i, node in enumerate(current) if not node.finished]
             if not todo:
                 break
-            grown = self.expand(problem, policy, [current[i] for i in todo], 1, (tag, depth), greedy=greedy,
-                                to_end=steps is None)
+            grown = self.expand(problem, policy, [current[i] for i in todo], 1, (tag, depth), greedy=greedy)
             for i, children in zip(todo, grown):
                 current[i] = children[0]
         return self.score(problem, verifier, current)
