@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("search.server", "start a vLLM server on a checkpoint for sweeps and launchers to share"),
     "check-verifier": ("verifiers.contract", "check a verifier (built-in or plug-in) against the verifier contract"),
     "plugins": ("verifiers.plugins", "list the verifier plug-ins installed in this environment"),
+    "new-verifier": ("verifiers.template", "write a verifier plug-in package (entry point, YAML, class, contract test)"),
+    "offline": ("search.offline", "check and measure a verifier on a finished run's stored pools (no server)"),
 }
 """Command name -> (module whose ``main`` runs it, what it does)."""
 

@@ -132,3 +132,50 @@ def test_beam_lookahead_goes_greedily_ahead_up_to_the_cap():
     assert [d for d, _ in greedy] == [1] * 4 + [2] * 4 + [2] * 4 + [3] * 4 + [3] * 4
     assert all(p.n == 1 for _, p in greedy) and len({p.seed for _, p in greedy}) == len(greedy)
     assert sel.extras["rounds"] == 4 and all(len(c.steps) == 4 for c in sel.candidates)
+
+
+def mcts_trace(**knobs):
+    """The prompts an MCTS sends on the endless tree (as the steps of their prefix), and its selection."""
+    fake = EndlessPolicy()
+    ledger = Ledger(policy_params=fake.n_params)
+    strategy = MCTS(expansions=2, max_steps=3, c_uct=1.0, **knobs)
+    sel = strategy.solve(PROBLEM, MeteredPolicy(fake, TASK, ledger), MeteredVerifier(DepthScores(), ledger))
+    return [tuple(p[len(PROBLEM.prompt):].split("\n")[:-1]) for p in fake.prompts], sel
+
+
+def test_mcts_walks_by_uct_on_a_hand_traced_tree():
+    """Sequential MCTS, budget 6 (three rollout pairs), no widening, traced by hand. Rollout i of any prefix scores
+    0.1 (i = 0) or 0.2 (i = 1) at its last step. Wave 1 expands the root: children s0.0 (value 0.1) and s0.1 (0.2).
+    Wave 2: UCT 0.1 + sqrt(ln 2) = 0.93 against 0.2 + sqrt(ln 2) = 1.03 picks s0.1, whose rollouts back up 0.15.
+    Wave 3: s0.0 has 0.1 + sqrt(ln 3 / 1) = 1.15 against s0.1's 0.35 / 2 + sqrt(ln 3 / 2) = 0.92: s0.0 (with the
+    exploration term's sign flipped it would be s0.1 again). Every rollout is cut at the 3-step cap; the solution
+    s0.1 s1.1 s2.1 is found twice and counted once. With budget 8, wave 4 goes two levels down: s0.1 (0.175 +
+    sqrt(ln 4 / 2) against s0.0's 0.125 + the same), then its child s1.1 (0.2 + sqrt(ln 3) against 0.1 + the same),
+    whose rollouts end at the cap in one step."""
+    prefixes, sel = mcts_trace(budget=6, parallel=1, widening=0.0)
+    assert prefixes == [(), ("s0.1",), ("s0.0",)]
+    assert sel.extras == {"finished": 4, "waves": 3, "root_visits": 3, "tree_children": 2}
+    assert sorted(c.text for c in sel.candidates) == ["s0.0\ns1.0\ns2.0", "s0.0\ns1.1\ns2.1", "s0.1\ns1.0\ns2.0",
+                                                      "s0.1\ns1.1\ns2.1"]
+    assert sorted(sel.scores.steps) == [(0.1, 0.1, 0.1), (0.1, 0.2, 0.2), (0.2, 0.1, 0.1), (0.2, 0.2, 0.2)]
+    prefixes, sel = mcts_trace(budget=8, parallel=1, widening=0.0)
+    assert prefixes == [(), ("s0.1",), ("s0.0",), ("s0.1", "s1.1")]
+    assert sel.extras == {"finished": 5, "waves": 4, "root_visits": 4, "tree_children": 2}
+    assert "s0.1\ns1.1\ns2.0" in {c.text for c in sel.candidates}
+
+
+def test_mcts_progressive_widening_expands_the_root_again():
+    """Widening 0.5: the root, visited twice, may be expanded ceil(2 ** 0.5) = 2 times, so wave 2 expands it again
+    (its samples meet the same two children, which now have two visits each); wave 3 (ceil(3 ** 0.5) = 2 expansions
+    done) descends by UCT to s0.1 (0.2 + sqrt(ln 3 / 2) against 0.1 + the same)."""
+    prefixes, sel = mcts_trace(budget=6, parallel=1, widening=0.5)
+    assert prefixes == [(), (), ("s0.1",)]
+    assert sel.extras == {"finished": 3, "waves": 3, "root_visits": 3, "tree_children": 2}
+
+
+def test_mcts_walks_of_one_wave_that_meet_share_one_expansion():
+    """Parallel 2, budget 4: both walks of wave 1 end at the bare root, which is expanded once (two samples); wave 2
+    has two samples left, one walk, and UCT (0.2 + sqrt(ln 3) against 0.1 + sqrt(ln 3)) sends it to s0.1."""
+    prefixes, sel = mcts_trace(budget=4, parallel=2, widening=0.0)
+    assert prefixes == [(), ("s0.1",)]
+    assert sel.extras == {"finished": 3, "waves": 2, "root_visits": 3, "tree_children": 2}
