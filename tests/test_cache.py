@@ -95,3 +95,29 @@ def test_a_writer_killed_mid_transaction_leaves_a_consistent_database(tmp_path):
     count = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
     assert count >= 500 and count % 50 == 0          # whole transactions only
     assert len(GenerationCache(path).get_many(["0-0"])["0-0"].completions) == 64
+
+
+def test_keys_are_stable_across_versions_of_the_lab():
+    """A cache written by an earlier version must keep hitting: the key is the sha256 of this exact JSON (keys
+    sorted), written out here by hand."""
+    import hashlib
+
+    payload = ('{"max_tokens": 128, "model": "m@1", "n": 4, "prompt": "Q:1+1\\n", "seed": 1, "stop": [], '
+               '"temperature": 1.0, "top_p": 1.0}')
+    assert cache_key("m@1", "Q:1+1\n", SamplingParams(n=4, seed=1)) == hashlib.sha256(payload.encode()).hexdigest()
+
+
+def test_two_models_sharing_one_cache_file_never_serve_each_other(tmp_path):
+    cache = GenerationCache(tmp_path / "c.sqlite")
+    a_inner, b_inner = ScriptedPolicy(SCRIPT), ScriptedPolicy(SCRIPT)
+    b_inner.model_id = "other@test"
+    a, b = CachedPolicy(a_inner, cache), CachedPolicy(b_inner, cache)
+    params = SamplingParams(n=2, seed=3)
+    a.generate(["Q:1+1\n"], params)
+    b.generate(["Q:1+1\n"], params)
+    assert (a.misses, b.misses, b.hits, len(b_inner.calls)) == (1, 1, 0, 1) and len(cache) == 2
+    # hits add up over calls, and the wrapper answers for the policy's own attributes
+    a.generate(["Q:1+1\n"], params)
+    a.generate(["Q:1+1\n", "Q:2+2\n"], params)
+    assert (a.hits, a.misses) == (2, 2)
+    assert a.n_params == 1000 and a.model_id == "scripted@test" and a.script is a_inner.script
