@@ -14,7 +14,7 @@ PACKAGES = ("search", "verifiers", "plots")
 ENTRY_POINTS = {
     "search.run", "search.measure", "search.verifier_study", "search.prm_labels", "search.collect",
     "search.report", "search.server", "search.lab", "search.training.train_policy", "search.training.train_prm",
-    "plots.__main__",
+    "plots.__main__", "search.offline",
 }
 """Modules that are commands (``lab --help`` lists them)."""
 
@@ -50,7 +50,8 @@ def test_the_entry_point_list_is_real():
     assert ENTRY_POINTS <= set(lab_modules())
     from search.lab import COMMANDS
 
-    assert {module for module, _ in COMMANDS.values()} - {"verifiers.contract", "verifiers.plugins", "plots"} \
+    assert {module for module, _ in COMMANDS.values()} - {"verifiers.contract", "verifiers.plugins", "verifiers.template",
+                                                           "plots"} \
         <= ENTRY_POINTS
 
 

@@ -21,6 +21,21 @@ from search.engine.records import write_json_atomic
 from verifiers.oracle import ProcessOracle
 
 
+def label_rows(task, problem, pool, scores, steps_known: bool, oracle) -> list[dict]:
+    """The labelled rows of one problem's scored pool: one outcome row per candidate (its final score and the
+    grader's verdict) and, when ``steps_known``, one step row per step (its score and the process oracle's label)."""
+    labels = oracle.score(problem, pool).steps if steps_known else ()
+    base = {"problem_id": problem.id, "difficulty": problem.metadata.get(getattr(task, "difficulty_key", ""))}
+    rows = []
+    for i, (cand, steps) in enumerate(zip(pool, scores.steps)):
+        rows.append({**base, "candidate": i, "level": "outcome", "step": len(steps) - 1,
+                     "score": scores.final[i], "label": int(task.grade(problem, cand.answer))})
+        if steps_known and cand.steps:
+            rows += [{**base, "candidate": i, "level": "step", "step": j, "score": s, "label": int(right)}
+                     for j, (s, right) in enumerate(zip(steps, labels[i]))]
+    return rows
+
+
 def measure(cfg: DictConfig) -> tuple["object", dict]:
     """Score the eval pool with ``cfg.verifier`` (with ``cfg.noise``, if any) and label it; returns the rows (a
     DataFrame) and the quality summary."""
@@ -42,17 +57,7 @@ def measure(cfg: DictConfig) -> tuple["object", dict]:
     def one(problem):
         ledger = Ledger(policy_params=policy.n_params, verifier_params=verifier.n_params)
         chosen = strategy.solve(problem, MeteredPolicy(policy, task, ledger), MeteredVerifier(verifier, ledger))
-        pool, scores = chosen.candidates, chosen.scores
-        labels = oracle.score(problem, pool).steps if steps_known else ()
-        base = {"problem_id": problem.id, "difficulty": problem.metadata.get(getattr(task, "difficulty_key", ""))}
-        rows = []
-        for i, (cand, steps) in enumerate(zip(pool, scores.steps)):
-            rows.append({**base, "candidate": i, "level": "outcome", "step": len(steps) - 1,
-                         "score": scores.final[i], "label": int(task.grade(problem, cand.answer))})
-            if steps_known and cand.steps:
-                rows += [{**base, "candidate": i, "level": "step", "step": j, "score": s, "label": int(right)}
-                         for j, (s, right) in enumerate(zip(steps, labels[i]))]
-        return rows, ledger.verifier_tokens
+        return label_rows(task, problem, chosen.candidates, chosen.scores, steps_known, oracle), ledger.verifier_tokens
 
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
         results = list(pool.map(one, problems))
