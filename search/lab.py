@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("verifiers.plugins", "list the verifier plug-ins installed in this environment"),
     "new-verifier": ("verifiers.template", "write a verifier plug-in package (entry point, YAML, class, contract test)"),
     "offline": ("search.offline", "check and measure a verifier on a finished run's stored pools (no server)"),
+    "pools": ("search.pools", "check, import or export pool files (samples from any engine; no server)"),
 }
 """Command name -> (module whose ``main`` runs it, what it does)."""
 
