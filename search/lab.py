@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "labels": ("search.prm_labels", "Monte-Carlo process labels from the tiny policy's rollouts (PRM training data)"),
     "train-policy": ("search.training.train_policy", "train the tiny policy (docs/tiny-world.md has its measured time)"),
     "train-prm": ("search.training.train_prm", "train the tiny PRM from labels (at most --minutes)"),
+    "stand-ins": ("search.training.stand_ins", "random-weight stand-ins of the real checkpoints (LAB_MODELS=DIR, +cpu=...)"),
     "serve": ("search.server", "start a vLLM server on a checkpoint for sweeps and launchers to share"),
     "check-verifier": ("verifiers.contract", "check a verifier (built-in or plug-in) against the verifier contract"),
     "plugins": ("verifiers.plugins", "list the verifier plug-ins installed in this environment"),
