@@ -9,7 +9,9 @@ from hydra.utils import instantiate
 from search.build import CONF_DIR, compose
 from search.engine.runner import resolve_budgets
 
-GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
+OVERLAYS = {"cpu"}
+"""Groups that overlay other groups' fields (+cpu=policy): tested in test_overlays_change_only_existing_fields."""
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in OVERLAYS)
 REQUIRED = {
     ("policy", "remote"): ["policy.base_urls=[http://127.0.0.1:1]", "policy.model=m", "policy.n_params=1"],
     ("verifier", "prm_remote"): ["verifier.base_urls=[http://127.0.0.1:1]", "verifier.model=m", "verifier.n_params=1",
@@ -60,6 +62,22 @@ def test_every_option_composes_and_builds(group, option):
         assert built is not None
     if group == "strategy":
         resolve_budgets(cfg.budgets, instantiate(cfg.strategy))
+
+
+@pytest.mark.parametrize("policy", ["qwen2.5-math-1.5b", "llama-3.2-1b"])
+@pytest.mark.parametrize("verifier", ["qwen2.5-math-prm", "math-shepherd"])
+def test_overlays_change_only_existing_fields(policy, verifier):
+    """The CPU overlay changes fields a GPU config already has (a typo would add a new one), and nothing else."""
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.to_container(compose([f"policy={policy}", f"verifier={verifier}"]))
+    over = OmegaConf.to_container(compose([f"policy={policy}", f"verifier={verifier}", "+cpu=[policy,prm]"]))
+    for group in ("policy", "verifier"):
+        assert set(over[group]) == set(base[group])
+        changed = {k for k in base[group] if base[group][k] != over[group][k]}
+        assert changed <= {"dtype", "max_model_len", "kv_cache_gib"} and "dtype" in changed
+    assert {k: v for k, v in over.items() if k not in ("policy", "verifier")} == \
+        {k: v for k, v in base.items() if k not in ("policy", "verifier")}
 
 
 def run_cli(*args, timeout=120):

