@@ -32,6 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
+from search.analysis import estimators
+
 KINDS = ("fixed", "adaptive", "esc", "confident", "consensus")
 """The stopping rules (see the module docstring)."""
 SCORED = ("confident", "consensus")
@@ -213,3 +215,82 @@ def exact(rule: StopRule, answers, correct, tokens=None, scores=None) -> dict[st
     orders = np.array(list(itertools.permutations(range(n))), dtype=np.int64)
     credit, used, tok = evaluate_orders(rule, answers, correct, orders, tokens, scores)
     return {"accuracy": float(credit.mean()), "samples": float(used.mean()), "tokens": float(tok.mean())}
+
+
+def _first_reach(curve: np.ndarray, target: float) -> float:
+    """The smallest k (1-based, linear between integers: a mix of k and k+1 samples) where curve reaches target;
+    NaN when it never does."""
+    hit = np.flatnonzero(curve >= target - 1e-12)
+    if not len(hit):
+        return float("nan")
+    i = int(hit[0])
+    if i == 0:
+        return 1.0
+    return float(i + (target - curve[i - 1]) / (curve[i] - curve[i - 1]))
+
+
+def summarize_rules(problems: Sequence, rules: Sequence[StopRule], verifier: str | None = None, draws: int = 500,
+                    seed: int = 0, resamples: int = 1000) -> dict:
+    """Every rule on every pool (Monte Carlo over orderings), beside fixed-k majority vote and best-of-k by
+    ``verifier`` at every k up to the largest cap (exact). Per rule: accuracy, samples and tokens per problem
+    (means over problems with 95% bootstrap intervals), the fixed-k accuracy at the same mean samples (linear
+    between integer k), and the savings at matched accuracy: the samples fixed-k majority needs to reach the rule's
+    accuracy over the samples the rule used (NaN when fixed-k never reaches it; ``censored`` is that share of the
+    bootstrap replicates). ``problems`` need answers, correct, completion_tokens, prompt_tokens and scores."""
+    K = max(r.max_samples for r in rules)
+    if any(len(p.answers) < K for p in problems):
+        raise ValueError(f"a cap of {K} samples needs pools of at least {K}")
+    P, ks = len(problems), list(range(1, K + 1))
+    maj = np.array([estimators.majority_curve(list(p.answers), list(p.correct), ks) for p in problems])
+    bok = (np.array([estimators.best_of_k_curve(p.scores[verifier], [float(c) for c in p.correct], ks)
+                     for p in problems]) if verifier else None)
+    mean_tok = np.array([np.mean(p.completion_tokens) for p in problems])
+    prompt = np.array([p.prompt_tokens for p in problems], dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, P, size=(resamples, P))
+    out = {"ks": ks, "majority": maj.mean(axis=0).tolist(), "draws": draws, "n_problems": P, "verifier": verifier,
+           "tokens_per_sample": float(mean_tok.mean()), "prompt_tokens": float(prompt.mean()),
+           "best_of_k": bok.mean(axis=0).tolist() if bok is not None else None, "rules": []}
+    maj_boot = np.stack([maj[i].mean(axis=0) for i in idx])
+    for rule in rules:
+        if rule.kind in SCORED and not verifier:
+            continue
+        per = np.array([list(monte_carlo(rule, p.answers, p.correct, p.completion_tokens,
+                                         p.scores.get(verifier) if verifier else None, draws,
+                                         seed=seed + 7919 * j).values()) for j, p in enumerate(problems)])
+        acc, samples, tokens = per[:, 0], per[:, 1], per[:, 2] + prompt
+        row = {"rule": rule.label, "kind": rule.kind, "accuracy": float(acc.mean()), "samples": float(samples.mean()),
+               "tokens": float(tokens.mean()), "mc_se": float(np.sqrt((per[:, 3] ** 2).sum()) / P)}
+        for name, x in (("accuracy", acc), ("samples", samples), ("tokens", tokens)):
+            boot = x[idx].mean(axis=1)
+            row[f"{name}_lo"], row[f"{name}_hi"] = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
+        s = samples.mean()
+        # paired over problems: each problem's fixed-k curve at the rule's mean samples (linear between integer k,
+        # so the mean of the interpolations is the interpolation of the mean)
+        for name, curve in (("majority", maj), ("best_of_k", bok)):
+            if curve is None:
+                continue
+            same = np.array([np.interp(s, ks, c) for c in curve])
+            row[f"{name}_at_same_samples"] = float(same.mean())
+            d = (acc - same)[idx].mean(axis=1)
+            row[f"minus_{name}_at_same_samples"] = float((acc - same).mean())
+            row[f"minus_{name}_at_same_samples_lo"], row[f"minus_{name}_at_same_samples_hi"] = (
+                float(v) for v in np.quantile(d, [0.025, 0.975]))
+        cap = maj[:, rule.max_samples - 1]
+        row["cap"] = rule.max_samples
+        row["minus_majority_at_cap"] = float((acc - cap).mean())
+        row["minus_majority_at_cap_lo"], row["minus_majority_at_cap_hi"] = (
+            float(v) for v in np.quantile((acc - cap)[idx].mean(axis=1), [0.025, 0.975]))
+        row["cap_over_samples"] = float(rule.max_samples / s)
+        k_match = _first_reach(maj.mean(axis=0), acc.mean())
+        row["majority_samples_to_match"] = k_match
+        row["savings"] = float(k_match / s)
+        ratios = np.array([_first_reach(maj_boot[b], acc[i].mean()) / samples[i].mean()
+                           for b, i in enumerate(idx)])
+        ok = ratios[np.isfinite(ratios)]
+        row["savings_lo"], row["savings_hi"] = ((float(v) for v in np.quantile(ok, [0.025, 0.975])) if len(ok)
+                                                else (float("nan"), float("nan")))
+        row["savings_censored"] = float(1 - len(ok) / len(ratios))
+        row["token_savings"] = float((prompt.mean() + k_match * mean_tok.mean()) / tokens.mean())
+        out["rules"].append(row)
+    return out
