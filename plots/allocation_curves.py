@@ -23,7 +23,7 @@ SIGNAL_STYLE = {"oracle": ("tab:purple", "oracle bins (pool pass rate)"),
 def _signal_style(signal: str, i: int) -> tuple[str, str]:
     if signal in SIGNAL_STYLE:
         return SIGNAL_STYLE[signal]
-    return (["tab:pink", "tab:olive", "tab:cyan", "tab:gray"][i % 4], f"predicted bins: {signal.replace(':', ' ')}")
+    return (["tab:cyan", "tab:olive", "tab:pink", "tab:red"][i % 4], f"predicted bins: {signal.replace(':', ' ')}")
 
 
 def _series(fig_rows: dict, key: str, budgets) -> tuple[list, list, list, list]:
@@ -95,10 +95,13 @@ def plot_by_difficulty(res: dict, out_dir: Path) -> Figure:
     for ax, b in zip(axes[0], bins):
         part = sorted((r for r in rows if r["bin"] == b), key=lambda r: r["budget"])
         ks = [r["budget"] for r in part]
-        for j, rule in enumerate(res["rules"]):
-            colour = colours.get(rule, ["tab:blue", "tab:green", "tab:red", "tab:cyan"][j % 4])
-            ax.plot(ks, [r[f"{rule}@{k}"] for r, k in zip(part, ks)], "-o", ms=3, color=colour,
-                    label=rule.replace("argmax:", "best-of-k: "))
+        verifiers = list(dict.fromkeys(rule.split(":", 1)[1] for rule in res["rules"] if ":" in rule))
+        for rule in res["rules"]:
+            kind, _, name = rule.partition(":")
+            colour = colours.get(rule) or ["tab:blue", "tab:green", "tab:red", "tab:cyan"][verifiers.index(name) % 4]
+            ax.plot(ks, [r[f"{rule}@{k}"] for r, k in zip(part, ks)], "--" if kind == "weighted" else "-",
+                    marker="o", ms=3, color=colour,
+                    label=rule.replace("argmax:", "best-of-k: ").replace("weighted:", "weighted vote: "))
         budget_axis(ax, ks)
         ax.set_xlabel("k")
         ax.set_title(f"pass rate {part[0]['pass_rate_lo']:.2f}-{part[0]['pass_rate_hi']:.2f} (n={part[0]['n']})",

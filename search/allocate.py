@@ -33,6 +33,10 @@ def parse(argv: list[str] | None):
     ap.add_argument("--verifier", action="append", default=None,
                     help="a verifier whose scores are a strategy and a signal (repeatable; default: every one)")
     ap.add_argument("--bon-verifier", default=None, help="the verifier of the best-of-N baseline (default: first)")
+    ap.add_argument("--stop-verifier", default=None,
+                    help="whose scores the confidence stopping rules read (default: the best-of-N verifier)")
+    ap.add_argument("--weighted-draws", type=int, default=300,
+                    help="k-subsets per k for the weighted-vote rules (Monte Carlo; 0 leaves them out; default 300)")
     ap.add_argument("--m", type=int, default=4, help="samples per problem a test-time signal reads (default 4)")
     ap.add_argument("--bins", type=int, default=4, help="difficulty bins (default 4)")
     ap.add_argument("--splits", type=int, default=50, help="train/test halvings averaged (default 50)")
@@ -46,9 +50,10 @@ def parse(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     """Compute the allocation analysis, write allocation.json, and the report page with its figures."""
     args = parse(argv)
-    for name in ("m", "bins", "splits", "replicates", "draws"):
-        if getattr(args, name) < (0 if name == "m" else 1):
-            fail(f"--{name} must be >= {0 if name == 'm' else 1}, got {getattr(args, name)}")
+    for name in ("m", "bins", "splits", "replicates", "draws", "weighted_draws"):
+        low = 0 if name in ("m", "weighted_draws") else 1
+        if getattr(args, name) < low:
+            fail(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
     t0 = time.time()
     from search.analysis import allocation, early_stopping as es
     from search.engine import pool_files
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         pools = pool_files.load(args.sources)
     names = pools.verifiers
     chosen = args.verifier if args.verifier is not None else names
-    unknown = [v for v in chosen + ([args.bon_verifier] if args.bon_verifier else []) if v not in names]
+    unknown = [v for v in chosen + [x for x in (args.bon_verifier, args.stop_verifier) if x] if v not in names]
     if unknown:
         fail(f"no scores from verifier {unknown[0]!r} in {pools.source}: choose among {', '.join(names) or '(none)'}")
     if not chosen:
@@ -78,13 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--cap {cap} must lie in 1..{n} (the smallest pool)")
     budgets = allocation.grid(n)
     settings = allocation.Settings(m=args.m, n_bins=args.bins, splits=args.splits, replicates=args.replicates,
-                                   seed=args.seed)
+                                   seed=args.seed, weighted_draws=args.weighted_draws)
     res = allocation.analyse(problems, chosen, bon, budgets, settings)
     rules = ([es.StopRule("adaptive", cap, threshold=t) for t in STOP_THRESHOLDS]
              + [es.StopRule("esc", cap, window=w) for w in ESC_WINDOWS if w <= cap]
              + [es.StopRule("confident", cap, threshold=t) for t in CONFIDENCE_THRESHOLDS]
              + [es.StopRule("consensus", cap, threshold=t, min_samples=2) for t in CONFIDENCE_THRESHOLDS])
-    res["early_stopping"] = es.summarize_rules(problems, rules, bon, draws=args.draws, seed=args.seed)
+    res["early_stopping"] = es.summarize_rules(problems, rules, args.stop_verifier or bon, draws=args.draws,
+                                               seed=args.seed)
     res.update(source=pools.source, pool_size=n, verifiers=chosen, generation_requests=0,
                wall_s=round(time.time() - t0, 1))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,7 @@ def test_the_report_reads_pools_only(pool_file, tmp_path):
     assert res["generation_requests"] == 0 and res["n_problems"] == 40
     best = {(r["bin"], r["budget"]): r["best_rule"] for r in res["best_per_oracle_bin"]}
     assert best[(0, 8)] == "argmax:v" and best[(1, 8)] == "majority"
+    assert res["rules"] == ["majority", "argmax:v", "weighted:v"]
     kinds = {r["kind"] for r in res["early_stopping"]["rules"]}
     assert kinds == {"adaptive", "esc", "confident", "consensus"}
 

@@ -49,13 +49,17 @@ def grid(n: int) -> list[int]:
     return ks + [n]
 
 
-def strategies(problems: Sequence, verifiers: Sequence[str], m: int = 0, extra_ks: Sequence[int] = ()) -> Strategies:
-    """Every rule at every k of ``grid(n - m)`` and ``extra_ks``, on each pool's samples after its first ``m``."""
+def strategies(problems: Sequence, verifiers: Sequence[str], m: int = 0, extra_ks: Sequence[int] = (),
+               weighted_draws: int = 0) -> Strategies:
+    """Every rule at every k of ``grid(n - m)`` and ``extra_ks``, on each pool's samples after its first ``m``:
+    majority, argmax per verifier and, with ``weighted_draws`` > 0, the vote weighted by each verifier's scores
+    (Monte Carlo over that many k-subsets per k)."""
     n = min(len(p.answers) for p in problems) - m
     if n < 1:
         raise ValueError(f"pools of {n + m} samples leave none after {m} signal samples: lower m")
     ks = sorted(set(grid(n)) | {int(k) for k in extra_ks if 1 <= k <= n})
-    rules = ["majority"] + [f"argmax:{v}" for v in verifiers]
+    rules = (["majority"] + [f"argmax:{v}" for v in verifiers]
+             + ([f"weighted:{v}" for v in verifiers] if weighted_draws else []))
     acc = np.zeros((len(problems), len(rules), len(ks)))
     fallback = np.zeros(len(problems))
     for i, p in enumerate(problems):
@@ -63,6 +67,9 @@ def strategies(problems: Sequence, verifiers: Sequence[str], m: int = 0, extra_k
         acc[i, 0] = estimators.majority_curve(answers, correct, ks)
         for j, v in enumerate(verifiers, 1):
             acc[i, j] = estimators.best_of_k_curve(p.scores[v][m:m + n], [float(c) for c in correct], ks)
+            if weighted_draws:      # no closed form: Monte Carlo over k-subsets, seeded per problem
+                acc[i, j + len(verifiers)] = [estimators.weighted_vote_at_k(
+                    answers, p.scores[v][m:m + n], correct, k, n_draws=weighted_draws, seed=i)[0] for k in ks]
         if m:
             fallback[i] = estimators.majority_at_k(list(p.answers[:m]), list(p.correct[:m]), m)
     return Strategies(rules, ks, acc, fallback, m)
@@ -193,6 +200,8 @@ class Settings:
     """Halvings with a bootstrap of the test half, for the intervals."""
     seed: int = 0
     """Seed of the halvings and bootstraps."""
+    weighted_draws: int = 0
+    """k-subsets per k for the weighted-vote rules (Monte Carlo); 0 leaves those rules out."""
 
 
 def _halves(P: int, rng: np.random.Generator, boot: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -216,8 +225,8 @@ def analyse(problems: Sequence, verifiers: Sequence[str], bon_verifier: str, bud
     if any(B not in grid(n) for B in budgets):
         raise ValueError(f"budgets {list(budgets)} must be powers of two up to the pool size {n} (or {n})")
     # the signal's samples are charged, so a test-time strategy at budget B may spend B - m more
-    S0 = strategies(problems, verifiers, 0)
-    Sm = strategies(problems, verifiers, settings.m, [B - settings.m for B in budgets])
+    S0 = strategies(problems, verifiers, 0, weighted_draws=settings.weighted_draws)
+    Sm = strategies(problems, verifiers, settings.m, [B - settings.m for B in budgets], settings.weighted_draws)
     sig = {s: signal(problems, s, settings.m) for s in signals}
     bon = S0.rules.index(f"argmax:{bon_verifier}")
     rows: dict[str, list] = {}
