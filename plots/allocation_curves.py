@@ -75,7 +75,7 @@ def plot_compute_optimal(res: dict, out_dir: Path) -> Figure:
     dx.set_xlabel("budget: samples per problem allowed")
     dx.set_ylabel("compute-optimal minus best-of-N at that budget")
     dx.grid(alpha=0.3)
-    dx.legend(fontsize=7, frameon=False, loc="lower right")
+    dx.legend(fontsize=7, frameon=False, loc="upper left")
     fig.suptitle(f"{res['n_problems']} problems, means over {res['splits']} train/test halvings; 95% intervals over "
                  f"{res['replicates']} halvings x bootstraps (right: paired on the same test problems)", fontsize=9)
     fig.tight_layout()
@@ -109,9 +109,10 @@ def plot_by_difficulty(res: dict, out_dir: Path) -> Figure:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
     axes[0][0].set_ylim(0, 1.02)
-    axes[0][-1].legend(fontsize=7, frameon=False, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle("which strategy each difficulty bin wants (oracle bins, all problems)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(labels) // 4), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     return Figure("by_difficulty", "Each rule's accuracy against k within each oracle difficulty bin: where the "
                   "curves cross, easy and hard problems want different strategies.",
                   save_figure(fig, out_dir, "by_difficulty"))
@@ -145,7 +146,7 @@ def plot_adaptive(res: dict, out_dir: Path) -> Figure:
     dx.set_xlabel("total budget / problems")
     dx.set_ylabel("adaptive minus uniform (paired)")
     dx.grid(alpha=0.3)
-    dx.legend(fontsize=7, frameon=False, loc="lower right")
+    dx.legend(fontsize=7, frameon=False, loc="upper left")
     fig.suptitle("one total budget spread by predicted difficulty (k = 0 gives a problem up); 95% intervals over "
                  "halvings x bootstraps", fontsize=9)
     fig.tight_layout()

@@ -74,16 +74,17 @@ def render(res: dict, figures: dict) -> str:
     lines += _table(["pass rate", "problems", "budget", "best (k <= budget)", "its accuracy"]
                     + [f"{rule} at k=budget" for rule in res["rules"]], rows)
     lines += ["", "## Adaptive budgets across problems", "", f"![adaptive budget]({figures['adaptive_budget']})", "",
-              "One total budget (budget x problems samples); each bin gets its own k (0 gives up and answers with the "
-              "signal samples' plurality), chosen on the train half to fit the budget; gain = adaptive minus "
-              "uniform (every problem the same k, best rule on train).", ""]
+              "One total budget (budget x problems samples); each bin gets its own k (k = 0: no further sample, answer "
+              "with the signal samples' plurality, or give up without signal samples), chosen on the train half to "
+              "fit the budget; gain = adaptive minus uniform (every problem the same k, best rule on train).", ""]
     rows = []
     for B in budgets:
         cells = [str(B), _ci(f[f"single@{B}"])]
         for s in signals:
             a = f.get(f"adaptive:{s}@{B}")
             cells.append("n/a" if a is None or a["mean"] != a["mean"] else
-                         f"{_ci(a)} at {f[f'adaptive:{s}@{B}:spent']['mean']:.1f}; gain {_ci(f[f'gain:{s}@{B}'])}")
+                         f"{_ci(a)} at {f[f'adaptive:{s}@{B}:spent']['mean']:.1f}; gain {_ci(f[f'gain:{s}@{B}'])}"
+                         f"; a bin got k = 0 in {f[f'gave_up:{s}@{B}']['mean']:.0%} of halvings")
         rows.append(cells)
     lines += _table(["budget", "uniform"] + [f"adaptive ({s})" for s in signals], rows)
     es = res.get("early_stopping")

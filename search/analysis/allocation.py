@@ -250,8 +250,10 @@ def analyse(problems: Sequence, verifiers: Sequence[str], bon_verifier: str, bud
                 out[f"ratio:{s}@{B}"] = matching_budget(S0.ks, bon_curve, a) / spent
                 # paired on the same test problems: the difference has a much tighter interval than either level
                 out[f"minus_bon:{s}@{B}"] = a - out[f"bon@{B}"] if f"bon@{B}" in out else np.nan
-                a, spent, _ = allocate_budget(S, sig[s], train, test, B, settings.n_bins)
+                a, spent, chosen = allocate_budget(S, sig[s], train, test, B, settings.n_bins)
                 out[f"adaptive:{s}@{B}"], out[f"adaptive:{s}@{B}:spent"] = a, spent
+                # a bin got k = 0: no further sample (settled by the signal's samples, or given up as hopeless)
+                out[f"gave_up:{s}@{B}"] = float(0 in chosen)
                 out[f"gain:{s}@{B}"] = a - out[f"single@{B}"]
         return out
 
