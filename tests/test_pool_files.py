@@ -98,7 +98,7 @@ def fake_run(run_dir: Path, verifier: str, pools, scores) -> Path:
     with open(run_dir / "records.jsonl", "w") as fh:
         for (pid, answers, correct), s in zip(pools, scores):
             fh.write(json.dumps({"problem_id": pid, "metadata": {"n_ops": 2}, "ledger": {"prompt_tokens": 30,
-                                 "policy_requests": 1}, "pool": {"text": ["t"] * len(answers), "answer": answers,
+                                 "policy_requests": 1, "verifier_params": len(verifier)}, "pool": {"text": ["t"] * len(answers), "answer": answers,
                                  "correct": correct, "score": s, "completion_tokens": [5] * len(answers),
                                  "finish_reason": ["stop"] * len(answers)}}) + "\n")
     (run_dir / "summary.json").write_text(json.dumps({"verifier": verifier, "policy_params": 99}))
@@ -112,6 +112,7 @@ def test_runs_on_the_same_pools_merge_and_export(tmp_path, capsys):
     assert main(["export", str(one), str(two), "--out", str(tmp_path / "p.jsonl")]) == 0
     back = pool_files.read_pools(tmp_path / "p.jsonl")
     assert back.verifiers == ["oracle", "noisy"] and back.policy_params == 99
+    assert back.verifier_params == {"oracle": 6, "noisy": 5}
     assert back.problems[0].answers == ["1", "2", None] and back.problems[1].scores["noisy"] == [0.75, 0.5, 1.0]
     assert back.problems[0].prompt_tokens == 30 and back.problems[0].metadata == {"n_ops": 2}
     other = fake_run(tmp_path / "other", "x", [("a", ["9", "9", "9"], [False] * 3), pools[1]], [[0] * 3, [0] * 3])

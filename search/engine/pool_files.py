@@ -300,12 +300,13 @@ def pools_from_runs(run_dirs: Iterable[Path]) -> PoolSet:
         name = _verifier_name(summary) if summary else run_dir.name
         if name in vparams:
             name = f"{name}@{run_dir.name}"
-        params = params or int(summary.get("policy_params") or 0)
-        vparams[name] = int(summary.get("config", {}).get("verifier", {}).get("n_params", 0) or 0)
         sources.append(str(run_dir))
         records = RecordFile(path).records
         if not records:
             raise LabError(f"{path} has no finished problem: let the run finish")
+        ledger = records[0].get("ledger", {})
+        params = params or int(summary.get("policy_params") or ledger.get("policy_params") or 0)
+        vparams[name] = int(ledger.get("verifier_params") or 0)
         for rec in records:
             pool = rec.get("pool")
             if not pool or not pool.get("answer"):
