@@ -125,23 +125,28 @@ def records(path):
     return [json.loads(line) for line in (path / "records.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("policy,head,prm,stepwise", [
-    ("qwen2.5-math-1.5b", "<|im_start|>system\nPlease reason step by step", "qwen2.5-math-prm", "beam_search"),
-    ("llama-3.2-1b", "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nPlease reason step by step",
+@pytest.mark.parametrize("policy,name,head,prm,stepwise", [
+    ("qwen2.5-math-1.5b", QWEN_POLICY, "<|im_start|>system\nPlease reason step by step", "qwen2.5-math-prm",
+     "beam_search"),
+    ("llama-3.2-1b", LLAMA_POLICY, "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nPlease reason",
      "math-shepherd", "particle_filtering"),
-])
-def test_chat_policies_run_best_of_k_and_a_stepwise_search(models, tmp_path, policy, head, prm, stepwise):
+], ids=["qwen", "llama"])
+def test_chat_policies_run_best_of_k_and_a_stepwise_search(models, tmp_path, policy, name, head, prm, stepwise):
+    from transformers import AutoTokenizer
     from search.engine.runner import run
     from search.build import build_task
 
     cfg = config(f"policy={policy}", "+cpu=policy", "n_problems=3", "strategy.budget=4", "strategy.max_tokens=24")
-    prompts = [p.prompt for p in build_task(cfg).problems("eval", 3)]
-    assert all(p.startswith(head) and p.count("Please reason step by step") == 1 for p in prompts)
+    tok = AutoTokenizer.from_pretrained(models[name])
+    prompts = {p.id: tok(p.prompt).input_ids for p in build_task(cfg).problems("eval", 3)}
+    for ids in prompts.values():                 # the template's turns, and one BOS where the model has one
+        assert tok.decode(ids).startswith(head) and (tok.bos_token_id is None or ids.count(tok.bos_token_id) == 1)
     summary = run(cfg, tmp_path / "bok")
     rows = records(tmp_path / "bok")
     assert summary["n_problems"] == 3 and len(rows) == 3 and [b["k"] for b in summary["budgets"]] == [1, 2, 4]
     assert all(isinstance(r["correct"], bool) for r in rows)      # graded by math-verify (garbage text: wrong)
-    assert summary["ledger_totals"]["prompt_tokens"] >= sum(len(p.encode()) for p in prompts) // 2
+    # the server read exactly the tokens the model's own tokenizer makes of the rendered prompt (one request each)
+    assert {r["problem_id"]: r["ledger"]["prompt_tokens"] for r in rows} == {k: len(v) for k, v in prompts.items()}
 
     cfg = config(f"policy={policy}", f"verifier={prm}", "+cpu=[policy,prm]", f"strategy={stepwise}", "n_problems=2",
                  "strategy.budget=4", "strategy.max_steps=3", "strategy.step_max_tokens=8", "strategy.max_tokens=24")

@@ -163,7 +163,14 @@ class MathTask:
             return message
         messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
         messages.append({"role": "user", "content": message})
-        return self._tokenizer().apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        tok = self._tokenizer()
+        text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # A template that writes the BOS token itself (Llama 3's) would get a second one from the server, which
+        # tokenizes a completions prompt with the special tokens added: keep one, the one the tokenizer adds.
+        bos = tok.bos_token
+        if bos and text.startswith(bos) and tok("x").input_ids[:1] == [tok.bos_token_id]:
+            text = text[len(bos):]
+        return text
 
     def _tokenizer(self):
         if not hasattr(self, "_tok"):
