@@ -35,8 +35,9 @@ def _series(fig_rows: dict, key: str, budgets) -> tuple[list, list, list, list]:
             continue
         xs.append(spent)
         ys.append(row["mean"])
-        lo.append(row["mean"] - row["lo"])
-        hi.append(row["hi"] - row["mean"])
+        # the point is the mean over halvings, the interval from other replicates: it can fall just outside
+        lo.append(max(0.0, row["mean"] - row["lo"]))
+        hi.append(max(0.0, row["hi"] - row["mean"]))
     return xs, ys, lo, hi
 
 
@@ -63,7 +64,8 @@ def plot_compute_optimal(res: dict, out_dir: Path) -> Figure:
                 and f[f"minus_bon:{s}@{B}"]["mean"] == f[f"minus_bon:{s}@{B}"]["mean"]]
         shift = 2 ** (0.06 * (i - 1))       # side by side, so the bars do not hide each other
         dx.errorbar([B * shift for B, _ in rows], [r["mean"] for _, r in rows],
-                    yerr=[[r["mean"] - r["lo"] for _, r in rows], [r["hi"] - r["mean"] for _, r in rows]],
+                    yerr=[[max(0.0, r["mean"] - r["lo"]) for _, r in rows],
+                          [max(0.0, r["hi"] - r["mean"]) for _, r in rows]],
                     fmt="--D", color=colour, ms=4, capsize=2, label=label)
     budget_axis(ax, ks)
     ax.set_xlabel("samples per problem spent (test-time signals include their samples)")
@@ -134,7 +136,8 @@ def plot_adaptive(res: dict, out_dir: Path) -> Figure:
                 and f[f"gain:{s}@{B}"]["mean"] == f[f"gain:{s}@{B}"]["mean"]]
         shift = 2 ** (0.06 * (i - 1))
         dx.errorbar([B * shift for B, _ in rows], [r["mean"] for _, r in rows],
-                    yerr=[[r["mean"] - r["lo"] for _, r in rows], [r["hi"] - r["mean"] for _, r in rows]],
+                    yerr=[[max(0.0, r["mean"] - r["lo"]) for _, r in rows],
+                          [max(0.0, r["hi"] - r["mean"]) for _, r in rows]],
                     fmt="--D", color=colour, ms=4, capsize=2, label=label)
     budget_axis(ax, res["ks"])
     ax.set_xlabel("mean samples per problem spent (total budget / problems)")
@@ -172,7 +175,8 @@ def plot_early_stopping(es: dict, out_dir: Path) -> Figure:
         for j, r in enumerate(es["rules"]):
             kind = r["kind"]
             # x bars only: the accuracy intervals (as wide as the spread between problems) are in the table
-            ax.errorbar([r[unit]], [r["accuracy"]], xerr=[[r[unit] - r[f"{unit}_lo"]], [r[f"{unit}_hi"] - r[unit]]],
+            xerr = [[max(0.0, r[unit] - r[f"{unit}_lo"])], [max(0.0, r[f"{unit}_hi"] - r[unit])]]
+            ax.errorbar([r[unit]], [r["accuracy"]], xerr=xerr,
                         fmt=markers[kind], color=colours[kind], ms=5, capsize=2,
                         label=None if kind in seen else f"early stop: {kind}")
             seen.add(kind)

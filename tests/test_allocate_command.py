@@ -66,3 +66,11 @@ def test_a_malformed_pool_file_is_one_line(tmp_path):
     done = run(bad, "--out", tmp_path / "x")
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "bad.jsonl:1" in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_without_signal_samples_only_the_oracle_bins_remain(pool_file, tmp_path):
+    done = run(pool_file, "--out", tmp_path / "m0", "--m", "0", "--splits", "2", "--replicates", "4", "--draws", "5",
+               "--weighted-draws", "0")
+    assert done.returncode == 0, done.stderr
+    res = json.loads((tmp_path / "m0" / "allocation.json").read_text())
+    assert res["signals"] == ["oracle"] and res["rules"] == ["majority", "argmax:v"]

@@ -97,10 +97,10 @@ def fake_run(run_dir: Path, verifier: str, pools, scores) -> Path:
     run_dir.mkdir(parents=True)
     with open(run_dir / "records.jsonl", "w") as fh:
         for (pid, answers, correct), s in zip(pools, scores):
-            fh.write(json.dumps({"problem_id": pid, "metadata": {"n_ops": 2}, "ledger": {"prompt_tokens": 30,
-                                 "policy_requests": 1, "verifier_params": len(verifier)}, "pool": {"text": ["t"] * len(answers), "answer": answers,
-                                 "correct": correct, "score": s, "completion_tokens": [5] * len(answers),
-                                 "finish_reason": ["stop"] * len(answers)}}) + "\n")
+            ledger = {"prompt_tokens": 30, "policy_requests": 1, "verifier_params": len(verifier)}
+            pool = {"text": ["t"] * len(answers), "answer": answers, "correct": correct, "score": s,
+                    "completion_tokens": [5] * len(answers), "finish_reason": ["stop"] * len(answers)}
+            fh.write(json.dumps({"problem_id": pid, "metadata": {"n_ops": 2}, "ledger": ledger, "pool": pool}) + "\n")
     (run_dir / "summary.json").write_text(json.dumps({"verifier": verifier, "policy_params": 99}))
     return run_dir
 

@@ -17,7 +17,6 @@ with replacement (so it covers both the choice and the evaluation).
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -220,7 +219,7 @@ def analyse(problems: Sequence, verifiers: Sequence[str], bon_verifier: str, bud
     P = len(problems)
     if P < 8:
         raise ValueError(f"{P} problems are too few to halve into bins: give at least 8")
-    signals = ["oracle", "agreement"] + [f"score:{v}" for v in verifiers]
+    signals = ["oracle"] + (["agreement"] + [f"score:{v}" for v in verifiers] if settings.m else [])
     n = min(len(p.answers) for p in problems)
     if any(B not in grid(n) for B in budgets):
         raise ValueError(f"budgets {list(budgets)} must be powers of two up to the pool size {n} (or {n})")
@@ -297,7 +296,8 @@ def best_per_bin(S: Strategies, sig: np.ndarray, n_bins: int, budgets: Sequence[
         for B in budgets:
             r, k = _best(S.acc[rows], np.array(S.ks), B)
             ki = max(i for i, kk in enumerate(S.ks) if kk <= B)
-            out.append({"bin": int(bin_), "pass_rate_lo": float(sig[rows].min()), "pass_rate_hi": float(sig[rows].max()),
+            out.append({"bin": int(bin_), "pass_rate_lo": float(sig[rows].min()),
+                        "pass_rate_hi": float(sig[rows].max()),
                         "n": int(len(rows)), "budget": int(B), "best_rule": S.rules[r], "best_k": int(S.ks[k]),
                         "best_accuracy": float(S.acc[rows, r, k].mean()),
                         **{f"{rule}@{S.ks[ki]}": float(S.acc[rows, j, ki].mean()) for j, rule in enumerate(S.rules)}})
