@@ -89,6 +89,9 @@ class GenerativeJudge(ServedModel):
                       + int(usage.get("completion_tokens") or 0))
 
 
+# pragma: no mutate start
+# Server-only factories: they build a vLLM server or client from a config and run only in the server tests;
+# mutation testing measures the fast tests (docs/testing.md).
 def judge(task: Task, base_urls: Sequence[str] | None = None, model: str | None = None, n_params: int | None = None,
           checkpoint: str = "tiny-policy", template: str = INSTRUCT_TEMPLATE, yes_token: str = " yes", no_token: str = " no",
           top_logprobs: int = 20, api_key: str | None = None, max_concurrency: int = 64, timeout_s: float = 120.0,
@@ -112,3 +115,4 @@ def judge(task: Task, base_urls: Sequence[str] | None = None, model: str | None 
 
     return GenerativeJudge(task, start, checkpoint if model is None else model, managed.model_id, managed.n_params,
                            template, yes_token, no_token, top_logprobs)
+# pragma: no mutate end

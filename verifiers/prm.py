@@ -138,6 +138,9 @@ class PRMVerifier(ServedModel):
         return Scores(steps=tuple(rows.get(i, (0.0,)) for i in range(len(candidates))), tokens=tokens)
 
 
+# pragma: no mutate start
+# Server-only factories: they build a vLLM server or client from a config and run only in the server tests;
+# mutation testing measures the fast tests (docs/testing.md).
 def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = " ", step_joiner: str | None = None,
                 positive_label: int = 1, served_model_name: str | None = None, dtype: str = "float32",
                 max_model_len: int = 256, kv_cache_gib: int = 1, cpu_bind: str | None = None,
@@ -192,3 +195,4 @@ def remote_prm(task: Task, base_urls: Sequence[str], model: str, n_params: int |
     return PRMVerifier(task, http, model, f"{model}@{revision}" if revision else model, int(n_params),
                        step_separator, step_joiner, positive_label, input_format=input_format,
                        system_prompt=system_prompt, tokenizer=tokenizer)
+# pragma: no mutate end
