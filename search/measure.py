@@ -44,9 +44,12 @@ def hydra_main(cfg: DictConfig) -> None:
         sys.exit(2)
     write(out_dir, table, quality)
     quality_figures(table, quality, out_dir)
+    def num(x) -> str:             # a rate is None when its class is empty (no right candidate: no TPR)
+        return "n/a" if x is None else f"{x:.3f}"
+
     for level, q in quality["levels"].items():
-        print(f"{level:8s} n={q['n']:6d}  positives={q['positives']:6d}  AUROC={q['auroc'] if q['auroc'] is None else round(q['auroc'], 3)}  "
-              f"TPR={q['tpr']:.3f}  FPR={q['fpr']:.3f}  ECE={q['ece']:.3f}  Brier={q['brier']:.3f}")
+        print(f"{level:8s} n={q['n']:6d}  positives={q['positives']:6d}  AUROC={num(q['auroc'])}  "
+              f"TPR={num(q['tpr'])}  FPR={num(q['fpr'])}  ECE={num(q['ece'])}  Brier={num(q['brier'])}")
     print(sentence(quality))
     print(f"wrote {out_dir}/verifier_quality.json, verifier_scores.parquet, roc.png, calibration.png")
 

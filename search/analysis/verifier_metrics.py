@@ -146,6 +146,9 @@ def sentence(quality: dict) -> str:
             within = q.get("within_problem_auroc")
             parts.append(f"at the {level} level like an exact oracle with TPR {q['tpr']:.2f} and FPR {q['fpr']:.2f} "
                          f"(AUROC {q['auroc']:.3f}" + (f"; within a problem {within:.3f})" if within else ")"))
+    if not parts:
+        return (f"{quality['verifier']} cannot be placed on the noise axis: every level lacks right or wrong "
+                f"candidates, so its TPR or FPR is undefined (a larger or easier pool has both).")
     text = f"At threshold {quality['threshold']:g}, {quality['verifier']} behaves " + "; ".join(parts) + "."
     fits = quality.get("matched_scores", {})
     if fits:
