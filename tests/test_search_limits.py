@@ -179,3 +179,54 @@ def test_mcts_walks_of_one_wave_that_meet_share_one_expansion():
     prefixes, sel = mcts_trace(budget=4, parallel=2, widening=0.0)
     assert prefixes == [(), ("s0.1",)]
     assert sel.extras == {"finished": 3, "waves": 2, "root_visits": 3, "tree_children": 2}
+
+
+def recorded_params(strategy, problem=PROBLEM):
+    """Every SamplingParams a strategy sends on the endless tree for ``problem``."""
+    seen = []
+
+    class Recording(EndlessPolicy):
+        def generate(self, prompts, params):
+            seen.extend(per_prompt(params, len(prompts)))
+            return super().generate(prompts, params)
+
+    fake = Recording()
+    ledger = Ledger(policy_params=fake.n_params)
+    strategy.solve(problem, MeteredPolicy(fake, TASK, ledger), MeteredVerifier(DepthScores(), ledger))
+    return seen
+
+
+STRATEGIES = {"beam": lambda **kw: BeamSearch(budget=4, expansions=2, max_steps=3, **kw),
+              "dvts": lambda **kw: DiverseTreeSearch(budget=4, expansions=2, max_steps=3, **kw),
+              "particles": lambda **kw: ParticleFilter(budget=4, max_steps=3, **kw),
+              "mcts": lambda **kw: MCTS(budget=6, expansions=2, parallel=1, max_steps=3, **kw)}
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_request_seeds_differ_by_problem_and_base_seed_and_sampling_knobs_pass_through(name):
+    from dataclasses import replace
+
+    make = STRATEGIES[name]
+    here = recorded_params(make(top_p=0.9, temperature=0.7))
+    other_problem = recorded_params(make(top_p=0.9, temperature=0.7), replace(PROBLEM, id="another"))
+    other_seed = recorded_params(make(top_p=0.9, temperature=0.7, seed=1))
+    seeds = {p.seed for p in here}
+    assert None not in seeds and not seeds & {p.seed for p in other_problem} and not seeds & {p.seed for p in other_seed}
+    assert recorded_params(make(top_p=0.9, temperature=0.7)) == here              # and a rerun is identical
+    sampled = [p for p in here if p.temperature != 0.0]
+    assert sampled and all(p.top_p == 0.9 and p.temperature == 0.7 for p in sampled)
+
+
+def test_a_rollout_may_use_the_whole_token_budget_and_a_step_only_its_own():
+    rollouts = recorded_params(MCTS(budget=2, expansions=2, parallel=1, max_steps=3, max_tokens=90,
+                                    step_max_tokens=20))
+    assert [(p.max_tokens, p.stop) for p in rollouts] == [(90, ())]
+    steps = recorded_params(BeamSearch(budget=2, expansions=2, max_steps=1, max_tokens=90, step_max_tokens=20))
+    assert [(p.max_tokens, p.stop) for p in steps] == [(20, ("\n",))]
+
+
+def test_progressive_widening_draws_new_samples_when_it_expands_a_node_again():
+    """The root's second expansion (widening 0.5, wave 2) must not repeat the first one's request seed, or it
+    would draw the same two children again from a real policy."""
+    params = recorded_params(MCTS(budget=4, expansions=2, parallel=1, max_steps=3, widening=0.5))
+    assert len(params) == 2 and params[0].seed != params[1].seed
