@@ -185,3 +185,23 @@ def test_best_of_k_end_to_end_on_the_sample_with_a_chat_template(chat_tokenizer,
     from search.tasks.math import SYSTEM_PROMPT
 
     assert summary["ledger_totals"]["prompt_tokens"] > 6 * len(SYSTEM_PROMPT)
+
+
+def test_a_hub_dataset_is_loaded_by_name_config_and_split(monkeypatch):
+    """``hf:NAME[:CONFIG]`` goes to datasets.load_dataset (a stand-in module here: no network); rows keep their
+    order and are named by path and index; without the library the error says how to get it."""
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = lambda name, config, split: calls.append((name, config, split)) or [
+        {"problem": "1+1?", "answer": "2", "unique_id": "a"}, {"problem": "2+2?", "answer": "4", "unique_id": "b"}]
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    task = MathTask("hf:org/set:main", split="train")
+    assert [p.id for p in task.problems("eval")] == ["a", "b"] and calls == [("org/set", "main", "train")]
+    MathTask("hf:org/other").problems("eval")
+    assert calls[-1] == ("org/other", None, "test")
+    monkeypatch.setitem(sys.modules, "datasets", None)                 # not installed
+    with pytest.raises(LabError, match=r"task.path=hf:org/set needs the datasets library: pip install datasets"):
+        MathTask("hf:org/set").problems("eval")
