@@ -80,6 +80,14 @@ def _variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
+def _top_level_fields(conf_dir: str) -> list[str]:
+    """The keys of conf/config.yaml besides its defaults list."""
+    import yaml
+
+    data = yaml.safe_load((Path(conf_dir) / "config.yaml").read_text()) or {}
+    return [k for k in data if k != "defaults"]
+
+
 def explain(message: str, conf_dir: str) -> str:
     """One line for a Hydra composition error."""
     missing = _MISSING_OPTION.search(message)
@@ -92,6 +100,10 @@ def explain(message: str, conf_dir: str) -> str:
     absent = _NOT_A_FIELD.search(message)
     if absent:
         key = absent.group(1)
+        if "." not in key:                       # a top-level key: a field of conf/config.yaml, not of a group
+            fields = sorted(k for k in _top_level_fields(conf_dir) if k != "hydra")
+            return (f"{key} is not a field of the run config: use one of {', '.join(fields)} (conf/config.yaml), "
+                    f"or hydra.run.dir=DIR for where the run writes")
         group = key.split(".", 1)[0]
         route = (" (a verifier=plugin entry point takes its keyword arguments with +: its YAML has only name)"
                  if group == "verifier" else "")
