@@ -56,8 +56,10 @@ def jobs(common: list[str], verifier: list[str], quality: dict, budgets: list[in
     out["best_of_k/oracle"] = [*bok, "verifier=outcome_oracle", "noise=none"]
     out["best_of_k/verifier"] = [*bok, *verifier]
     o = rates["outcome"]
-    out["best_of_k/matched"] = [*bok, "verifier=outcome_oracle", "noise=flip", f"noise.tpr={o['tpr']:.4f}",
-                                f"noise.fpr={o['fpr']:.4f}"]
+    # rates of an empty class are undefined (a pool with no right candidate has no TPR): no matched arm then
+    if o["tpr"] is not None and o["fpr"] is not None:
+        out["best_of_k/matched"] = [*bok, "verifier=outcome_oracle", "noise=flip", f"noise.tpr={o['tpr']:.4f}",
+                                    f"noise.fpr={o['fpr']:.4f}"]
     scores = quality.get("matched_scores", {})
     if "outcome" in scores:
         out["best_of_k/matched_scores"] = [*bok, "verifier=outcome_oracle", *score_noise(scores["outcome"])]
