@@ -10,7 +10,8 @@ and state, spool, pid and log files live there. ``proctrack/linuxproc`` and ``ta
 it runs in a container. What slurm-wlm 22.05 needs that this machine's cluster lacks: accounting (slurmdbd and a
 database), which ``sacct`` reads. submitit asks ``sacct`` for the state of a job that ended without a result (a
 cancelled job), so ``bin/sacct`` here answers the same query from ``scontrol show job``, which keeps a finished job
-for ``MinJobAge`` seconds.
+for ``MinJobAge`` seconds. ``KillWait=0``: scancel's SIGTERM is followed at once by SIGKILL (a submitit job
+ignores SIGTERM, and with a real cluster's 30 s a small test job would finish its work before it died).
 """
 from __future__ import annotations
 
@@ -34,14 +35,17 @@ args, ids = sys.argv[1:], []
 for i, a in enumerate(args):
     if a == "-j" or a == "--jobs":
         ids += args[i + 1].split(",")
-print("JobID|State|NodeList|")
+print("JobID|State|NodeList")
 for job in ids:
     out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
     for line in out.splitlines():
         f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
         task = f.get("ArrayTaskId")
-        jid = f"{{f['ArrayJobId']}}_{{task}}" if task and f.get("ArrayJobId") else f.get("JobId", "")
-        print(f"{{jid}}|{{f.get('JobState', 'UNKNOWN')}}|{{f.get('NodeList', '')}}|")
+        if task and f.get("ArrayJobId"):       # pending tasks of an array are one line, as sacct shows them
+            jid = f"{{f['ArrayJobId']}}_{{task}}" if task.isdigit() else f"{{f['ArrayJobId']}}_[{{task}}]"
+        else:
+            jid = f.get("JobId", "")
+        print(f"{{jid}}|{{f.get('JobState', 'UNKNOWN')}}|{{f.get('NodeList', '')}}")
 '''
 
 
@@ -139,7 +143,7 @@ SchedulerParameters=sched_interval=2,bf_interval=2
 ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=30
-KillWait=5
+KillWait=0
 InactiveLimit=0
 MinJobAge=600
 NodeName=localhost NodeAddr=127.0.0.1 {node} State=UNKNOWN
