@@ -14,6 +14,7 @@ PACKAGES = ("search", "verifiers", "plots")
 ENTRY_POINTS = {
     "search.run", "search.measure", "search.verifier_study", "search.prm_labels", "search.collect",
     "search.report", "search.server", "search.lab", "search.training.train_policy", "search.training.train_prm",
+    "search.training.stand_ins",
     "plots.__main__", "search.offline", "search.pools", "search.allocate",
 }
 """Modules that are commands (``lab --help`` lists them)."""
