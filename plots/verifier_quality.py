@@ -115,7 +115,10 @@ def arms_figure(table, quality: dict, out_dir: Path) -> Figure:
             ax.set_ylabel("accuracy")
             ax.grid(alpha=0.3, which="both")
         axes[0, col].legend(fontsize=7, loc="lower right")
-    rates = "; ".join(f"{lvl}: TPR {r['tpr']:.2f}, FPR {r['fpr']:.2f}" for lvl, r in quality["matched_flip"].items())
+    def rate(x) -> str:            # None when its class is empty (a pool with no right candidate has no TPR)
+        return "n/a" if x is None else f"{x:.2f}"
+
+    rates = "; ".join(f"{lvl}: TPR {rate(r['tpr'])}, FPR {rate(r['fpr'])}" for lvl, r in quality["matched_flip"].items())
     fig.suptitle(f"{quality['verifier']} beside the exact oracle and the flip noise of its rates ({rates})",
                  fontsize=10)
     return Figure("verifier_arms", f"Accuracy with {quality['verifier']}, with the exact oracle, and with the exact "
