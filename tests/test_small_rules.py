@@ -98,3 +98,65 @@ def test_the_cache_makes_its_directory_and_serves_every_thread(tmp_path):
     assert not errors and len(cache) == 4
     cache.put_many({"k0": gen}, "m@1")                                     # a key already there is left as it is
     assert len(cache) == 4
+
+
+def simulate_pool_argmax(n, c, k, mu_right=1.0, mu_wrong=0.0, sigma_right=1.0, sigma_wrong=1.0, eps=0.0,
+                         draws=200_000, seed=1):
+    """Monte Carlo of argmax over random k-subsets of a fixed pool (c right of n) with fresh score noise."""
+    rng = np.random.default_rng(seed)
+    right = np.arange(n) < c
+    idx = np.argsort(rng.random((draws, n)), axis=1)[:, :k]
+    r = right[idx]
+    like_right = r | (rng.random((draws, k)) < eps)
+    z = rng.standard_normal((draws, k))
+    s = np.where(like_right, mu_right + sigma_right * z, mu_wrong + sigma_wrong * z)
+    return r[np.arange(draws), s.argmax(axis=1)].mean()
+
+
+@pytest.mark.parametrize("knobs", [{}, {"sigma_right": 2.0, "sigma_wrong": 0.5, "mu_right": 0.5},
+                                   {"sigma_wrong": 3.0, "eps": 0.2}])
+def test_gaussian_argmax_given_the_pool_matches_simulation(knobs):
+    from search.analysis.closed_forms import scores_pool
+
+    got = scores_pool(8, 3, [1, 3, 8], **knobs)["argmax"]
+    want = [simulate_pool_argmax(8, 3, k, **knobs) for k in (1, 3, 8)]
+    assert got == pytest.approx(want, abs=0.005)
+
+
+def test_gaussian_argmax_given_the_pool_edges():
+    from search.analysis.closed_forms import scores_pool
+
+    assert list(scores_pool(8, 0, [1, 4])["argmax"]) == [0.0, 0.0]                 # nothing right to pick
+    assert list(scores_pool(8, 8, [1, 4])["argmax"]) == pytest.approx([1.0, 1.0])  # nothing wrong
+    with pytest.raises(ValueError, match="point-mass scores need mu_right > mu_wrong"):
+        scores_pool(8, 3, [1], mu_right=0.0, mu_wrong=0.0, sigma_right=0.0, sigma_wrong=0.0)
+    with pytest.raises(ValueError, match="both sigmas > 0, or both 0"):
+        scores_pool(8, 3, [1], sigma_wrong=0.0)
+    with pytest.raises(ValueError, match=r"sigmas >= 0 and eps in \[0, 1\]"):
+        scores_pool(8, 3, [1], eps=1.5)
+    # point masses with eps = 0: the right samples always win a subset that has one, i.e. pass@k of the pool
+    assert scores_pool(4, 1, [2], sigma_right=0.0, sigma_wrong=0.0)["argmax"] == pytest.approx([0.5])
+
+
+def test_the_bootstrap_interval_has_its_percentile_bounds():
+    """400 normal values: the bootstrap distribution of the mean is close to N(mean, se^2), so the 95% interval's
+    ends are mean -/+ 1.96 se (a bound at another quantile, say 1/3 of the tail mass, is 9% further out)."""
+    from search.analysis.estimators import bootstrap_ci, bootstrap_ci_matrix
+
+    x = np.random.default_rng(3).normal(size=400)
+    se = x.std(ddof=0) / np.sqrt(400)
+    lo, hi = bootstrap_ci(x, n_resamples=20_000, seed=0)
+    assert lo == pytest.approx(x.mean() - 1.96 * se, abs=0.03 * se)
+    assert hi == pytest.approx(x.mean() + 1.96 * se, abs=0.03 * se)
+    lo90, hi90 = bootstrap_ci(x, n_resamples=20_000, level=0.9, seed=0)
+    assert hi90 - lo90 == pytest.approx(2 * 1.645 * se, rel=0.03)
+    # a constant column is its own interval exactly (its resampled mean would be off in the last bit: 0.1 * 10)
+    col = np.column_stack([np.full(10, 0.1), np.arange(10.0)])
+    lo, hi = bootstrap_ci_matrix(col, n_resamples=50, seed=0)
+    assert lo[0] == hi[0] == 0.1 and lo[1] < 4.5 < hi[1]
+    assert bootstrap_ci(x, n_resamples=1, seed=0)[0] == bootstrap_ci(x, n_resamples=1, seed=0)[1]
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="level must lie strictly between 0 and 1"):
+            bootstrap_ci(x, level=bad)
+    with pytest.raises(ValueError, match="values must be finite"):
+        bootstrap_ci_matrix(np.array([[0.1], [np.nan]]))
