@@ -6,6 +6,7 @@
 - ``noise_vs_k_argmax``, ``noise_vs_k_accept``, ``accuracy_vs_noise``, ``accuracy_vs_kl``: accuracy under verifier
   noise beside the closed forms (plots/noise_curves.py);
 - ``reward_vs_k``: reward against k for each false-positive cost (plots/reward_curves.py);
+- ``accuracy_vs_members``: ensembles of flip verifiers against their number of members (plots/ensemble_curves.py);
 - ``coverage_fit``: coverage with an exponentiated power law fitted on small k (plots/coverage_fit.py);
 - ``strategies_vs_compute``, ``strategies_by_difficulty``: search strategies at equal compute, overall and per
   difficulty bin (plots/strategy_curves.py; the second reads results_by_difficulty.parquet beside the table).
@@ -19,6 +20,7 @@ import pandas as pd
 from plots import Figure
 from plots.compute_curves import accuracy_vs_compute
 from plots.coverage_fit import coverage_fit
+from plots.ensemble_curves import accuracy_vs_members
 from plots.noise_curves import accuracy_vs_kl, accuracy_vs_noise, noise_vs_k
 from plots.reward_curves import reward_vs_k
 from plots.strategy_curves import strategies_by_difficulty, strategies_vs_compute
@@ -40,6 +42,7 @@ def plot_table(table_path: Path, out_dir: Path) -> list[Figure]:
         figures += noise_vs_k(table, out_dir, "accept")
     figures += accuracy_vs_noise(table, out_dir)
     figures += accuracy_vs_kl(table, out_dir)
+    figures += accuracy_vs_members(table, out_dir)
     figures += reward_vs_k(table, out_dir)
     figures += coverage_fit(table, out_dir)
     return figures

@@ -141,3 +141,17 @@ def test_the_command_line_gives_one_error_line_and_exit_2():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.startswith("error: verifier.rule=logistic needs") and out.stderr.count("\n") == 1
+
+
+def test_the_members_figure_is_drawn_from_a_table(tmp_path):
+    import pandas as pd
+
+    from plots.ensemble_curves import accuracy_vs_members
+
+    rows = [dict(noise="ensemble_flip", tpr=0.7, fpr=0.3, members=K, rho=rho, selection=rule, k=k, accuracy=acc,
+                 accuracy_lo=acc - 0.05, accuracy_hi=acc + 0.05, closed_form=acc + 0.01)
+            for K in (1, 3, 5) for rho in (0.0, 0.5) for rule in ("argmax", "accept", "coverage") for k in (4, 16)
+            for acc in [0.6 + 0.02 * K * (1 - rho)]]
+    [figure] = accuracy_vs_members(pd.DataFrame(rows), tmp_path)
+    assert figure.name == "accuracy_vs_members" and all(p.exists() for p in figure.paths)
+    assert accuracy_vs_members(pd.DataFrame(rows).assign(noise="flip"), tmp_path) == []
