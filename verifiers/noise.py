@@ -228,8 +228,3 @@ def closed_form_params(verifier) -> dict | None:
         return verifier.params()
     return None
 
-
-
-# The ensemble families (correlated_flip, ensemble_flip) live in their own module; importing it here registers them in
-# FAMILIES, so the collector's columns and the runner's closed forms see them like every family above.
-import verifiers.ensemble_noise  # noqa: E402,F401

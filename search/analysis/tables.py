@@ -10,6 +10,7 @@ from pathlib import Path
 
 from search.analysis.pool import RULES
 from search.build import identity
+import verifiers.ensemble_noise  # noqa: F401  (registers correlated_flip and ensemble_flip: their fields are columns)
 from verifiers.noise import noise_fields
 
 NOISE_COLUMNS = noise_fields()
