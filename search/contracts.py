@@ -35,6 +35,17 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class TokenLogprobs:
+    """The policy's own log-probabilities of one sample's generated tokens (asked for with ``policy.logprobs=N``)."""
+
+    token: tuple[float, ...]
+    """Log-probability of each generated token, in order."""
+    top: tuple[tuple[float, ...], ...]
+    """At each position, the log-probabilities of the N most likely tokens, highest first (N = ``policy.logprobs``;
+    the sampled token may be outside them)."""
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One (possibly partial) solution produced by the policy."""
 
@@ -52,6 +63,9 @@ class Candidate:
     finish_reason: str
     """Why generation stopped: ``stop`` (EOS or a stop string), ``length`` (max_tokens reached), or another
     engine-specific reason passed through unchanged."""
+    logprobs: TokenLogprobs | None = None
+    """The policy's log-probabilities of the tokens this candidate's last generation produced (a continued partial
+    solution: only the continuation), or None when the policy was not asked for them (``policy.logprobs``)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,8 @@ class Completion:
     """Tokens generated for this sample."""
     finish_reason: str
     """``stop`` (EOS or a stop string), ``length`` (max_tokens reached), or the engine's own reason."""
+    logprobs: TokenLogprobs | None = None
+    """Per-token log-probabilities, when the policy was asked for them (``policy.logprobs``), else None."""
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ class MeteredPolicy:
                 batch.append(Candidate(
                     steps=self.task.split_steps(text), answer=answer, text=text,
                     prompt_tokens=gen.usage.prompt_tokens, completion_tokens=c.completion_tokens,
-                    finish_reason=c.finish_reason))
+                    finish_reason=c.finish_reason, logprobs=c.logprobs))
             out.append(batch)
         return out
 

@@ -21,14 +21,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from search.contracts import Completion, Generation, LabError, Policy, SamplingParams, Usage, per_prompt
+from search.contracts import (Completion, Generation, LabError, Policy, SamplingParams, TokenLogprobs, Usage,
+                              per_prompt)
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, model_id TEXT, value TEXT NOT NULL)"
 
 
-def cache_key(model_id: str, prompt: str, params: SamplingParams) -> str:
-    """sha256 of the model identity, the prompt and every sampling parameter."""
-    payload = json.dumps({"model": model_id, "prompt": prompt, **asdict(params)}, sort_keys=True)
+def cache_key(model_id: str, prompt: str, params: SamplingParams, logprobs: int | None = None) -> str:
+    """sha256 of the model identity, the prompt, every sampling parameter and, only when asked for, the number of top
+    logprobs per token (so a request without logprobs keeps the key it always had, and old caches stay readable)."""
+    extra = {} if logprobs is None else {"logprobs": int(logprobs)}
+    payload = json.dumps({"model": model_id, "prompt": prompt, **asdict(params), **extra}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -76,12 +79,20 @@ class GenerationCache:
 
 
 def _encode(gen: Generation) -> str:
-    return json.dumps({"completions": [asdict(c) for c in gen.completions], "usage": asdict(gen.usage)})
+    # a completion without logprobs is stored exactly as before they existed
+    comps = [{k: v for k, v in asdict(c).items() if not (k == "logprobs" and v is None)} for c in gen.completions]
+    return json.dumps({"completions": comps, "usage": asdict(gen.usage)})
+
+
+def _completion(c: dict) -> Completion:
+    lp = c.pop("logprobs", None)
+    logprobs = None if lp is None else TokenLogprobs(tuple(lp["token"]), tuple(tuple(t) for t in lp["top"]))
+    return Completion(**c, logprobs=logprobs)
 
 
 def _decode(value: str) -> Generation:
     data = json.loads(value)
-    return Generation(tuple(Completion(**c) for c in data["completions"]), Usage(**data["usage"]))
+    return Generation(tuple(_completion(c) for c in data["completions"]), Usage(**data["usage"]))
 
 
 class CachedPolicy:
@@ -90,6 +101,8 @@ class CachedPolicy:
     def __init__(self, policy: Policy, cache: GenerationCache):
         self.policy, self.cache = policy, cache
         self.model_id, self.n_params = policy.model_id, policy.n_params
+        self.logprobs = getattr(policy, "logprobs", None)
+        """Top logprobs per token the wrapped policy asks for (None: none); part of the key when set."""
         self.hits = 0
         """Prompts answered from the cache."""
         self.misses = 0
@@ -105,7 +118,7 @@ class CachedPolicy:
     def generate(self, prompts: Sequence[str],
                  params: SamplingParams | Sequence[SamplingParams]) -> list[Generation]:
         params = per_prompt(params, len(prompts))
-        keys = [cache_key(self.model_id, p, q) if q.seed is not None else None for p, q in zip(prompts, params)]
+        keys = [cache_key(self.model_id, p, q, self.logprobs) if q.seed is not None else None for p, q in zip(prompts, params)]
         found = self.cache.get_many(list({k for k in keys if k is not None}))
         missing = [i for i, k in enumerate(keys) if k not in found]      # unseeded prompts are never cached
         fresh = []

@@ -24,8 +24,11 @@ class ManagedPolicy:
     """A client for a managed server that starts the server on the first generation request, so a run whose pools
     all come from the generation cache never loads the model. Its identity is known without the server."""
 
-    def __init__(self, start, model_id: str, n_params: int, checkpoint_hash: str, server_flags: Sequence[str] = ()):
+    def __init__(self, start, model_id: str, n_params: int, checkpoint_hash: str, server_flags: Sequence[str] = (),
+                 logprobs: int | None = None):
         self._start, self._client, self._lock = start, None, threading.Lock()
+        self.logprobs = logprobs
+        """Top logprobs per generated token the client asks for (None: none); part of the generation cache key."""
         self.model_id, self.n_params, self.checkpoint_hash = model_id, n_params, checkpoint_hash
         self.server_flags = list(server_flags)
         """The vLLM server's command-line flags (after ``--model PATH``, port excluded), recorded in every summary."""
@@ -57,9 +60,11 @@ class ManagedPolicy:
 def managed_policy(checkpoint: str = "tiny-policy", served_model_name: str | None = None, dtype: str = "float32",
                    max_model_len: int = 256, startup_timeout_s: float = 300.0, kv_cache_gib: int = 1,
                    block_size: int | None = 32, max_num_seqs: int | None = 256, extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
-                   max_retries: int = 4, log_dir: str | None = None) -> ManagedPolicy:
+                   max_retries: int = 4, log_dir: str | None = None, logprobs: int | None = None) -> ManagedPolicy:
     """A policy on a vLLM server for ``checkpoint`` (a directory or a shipped name), started on first use (or
-    reused: one warm server per checkpoint and options in this process)."""
+    reused: one warm server per checkpoint and options in this process). ``logprobs``: ask for the top N logprobs
+    of every generated token (vLLM serves at most 20 unless started with ``--max-logprobs``)."""
+    check_logprobs(logprobs)
     path = ckpt.resolve(checkpoint)
     digest = ckpt.checkpoint_hash(path)
     name = served_model_name or (checkpoint if checkpoint in ckpt.SHIPPED else path.name)
@@ -72,17 +77,26 @@ def managed_policy(checkpoint: str = "tiny-policy", served_model_name: str | Non
     def start() -> OpenAIPolicy:
         server = get_server(path, **options)
         return OpenAIPolicy(base_urls=[server.base_url], model=name, model_id=model_id, n_params=n_params,
-                            max_concurrency=max_concurrency, timeout_s=timeout_s, max_retries=max_retries)
+                            max_concurrency=max_concurrency, timeout_s=timeout_s, max_retries=max_retries,
+                            logprobs=logprobs)
 
     flags = ManagedServer(str(path), port=0, **{k: v for k, v in options.items() if k != "log_path"}).command()
     flags = flags[flags.index("--model") + 2:]
     flags = [f for i, f in enumerate(flags) if f != "--port" and (i == 0 or flags[i - 1] != "--port")]
-    return ManagedPolicy(start, model_id, n_params, digest, [*flags, f"VLLM_CPU_KVCACHE_SPACE={kv_cache_gib}"])
+    return ManagedPolicy(start, model_id, n_params, digest, [*flags, f"VLLM_CPU_KVCACHE_SPACE={kv_cache_gib}"],
+                         logprobs)
+
+
+def check_logprobs(logprobs) -> None:
+    """Refuse a ``policy.logprobs`` that is not null or an integer >= 0, with one line."""
+    if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int) or logprobs < 0):
+        raise LabError(f"policy.logprobs={logprobs!r} must be null (no logprobs) or an integer >= 0 (top alternatives "
+                       f"per token), e.g. policy.logprobs=20")
 
 
 def remote_policy(base_urls: Sequence[str], model: str, n_params: int | None = None, revision: str | None = None,
                   checkpoint: str | None = None, api_key: str | None = None, max_concurrency: int = 64,
-                  timeout_s: float = 120.0, max_retries: int = 4) -> OpenAIPolicy:
+                  timeout_s: float = 120.0, max_retries: int = 4, logprobs: int | None = None) -> OpenAIPolicy:
     """A client for already-running OpenAI-compatible servers (one or more replicas of the same model).
 
     ``checkpoint``, when the servers serve a checkpoint this machine also has (a directory or a shipped name), fills
@@ -98,7 +112,8 @@ def remote_policy(base_urls: Sequence[str], model: str, n_params: int | None = N
     if not n_params:
         raise LabError("policy.n_params is not set: give the served model's parameter count (the ledger's FLOPs "
                        "formula needs it), e.g. policy.n_params=1500000000")
+    check_logprobs(logprobs)
     model_id = f"{model}@{revision}" if revision else model
     return OpenAIPolicy(base_urls=list(base_urls), model=model, model_id=model_id, n_params=int(n_params),
                         api_key=api_key, max_concurrency=max_concurrency, timeout_s=timeout_s,
-                        max_retries=max_retries)
+                        max_retries=max_retries, logprobs=logprobs)
