@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("verifiers.plugins", "list the verifier plug-ins installed in this environment"),
     "new-verifier": ("verifiers.template", "write a verifier plug-in package (entry point, YAML, class, contract test)"),
     "offline": ("search.offline", "check and measure a verifier on a finished run's stored pools (no server)"),
+    "confidence-vote": ("search.confidence_vote", "confidence-filtered majority vote on a run's pools (no server)"),
     "pools": ("search.pools", "check, import or export pool files (samples from any engine; no server)"),
     "allocate": ("search.allocate", "allocation report from existing pools: compute-optimal by difficulty, early stopping"),
 }

@@ -15,7 +15,7 @@ ENTRY_POINTS = {
     "search.run", "search.measure", "search.verifier_study", "search.prm_labels", "search.collect",
     "search.report", "search.server", "search.lab", "search.training.train_policy", "search.training.train_prm",
     "search.training.stand_ins",
-    "plots.__main__", "search.offline", "search.pools", "search.allocate",
+    "plots.__main__", "search.offline", "search.pools", "search.allocate", "search.confidence_vote",
 }
 """Modules that are commands (``lab --help`` lists them)."""
 
