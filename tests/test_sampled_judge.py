@@ -72,3 +72,13 @@ def test_the_split_figure_draws_one_line_per_verdict_count(tmp_path):
     [figure] = accuracy_vs_split(pd.DataFrame(rows), tmp_path)
     assert all(p.exists() for p in figure.paths)
     assert accuracy_vs_split(pd.DataFrame(rows).drop(columns="verifier.samples"), tmp_path) == []
+
+
+def test_a_long_solution_is_cut_to_the_context():
+    server = FakeServer([[("", "stop")]])
+    judge = SampledJudge(TASK, server, "m", "m@1", 1, samples=1, template="{prompt}{solution}", yes_token="</s>",
+                         no_token="\n", max_prompt_chars=20)
+    long = Candidate(steps=("x" * 500,), answer=None, text="x" * 500, prompt_tokens=1, completion_tokens=500,
+                     finish_reason="length")
+    judge.score(Problem("p", "Q:1+1\n", "2"), [long])
+    assert server.bodies[0]["prompt"] == ["Q:1+1\n" + "x" * 14]

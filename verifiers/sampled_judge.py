@@ -30,9 +30,15 @@ class SampledJudge(GenerativeJudge):
 
     def __init__(self, task: Task, http, model: str, model_id: str, n_params: int, samples: int = 4,
                  temperature: float = 1.0, max_tokens: int = 1, seed: int = 0, template: str = INSTRUCT_TEMPLATE,
-                 yes_token: str = " yes", no_token: str = " no", name: str = "sampled_judge"):
+                 yes_token: str = " yes", no_token: str = " no", name: str = "sampled_judge",
+                 max_prompt_chars: int | None = None):
         """``samples``: verdicts per candidate (K); ``temperature``: their sampling temperature (> 0); ``max_tokens``:
-        tokens per verdict; ``seed``: the base of each request's seed; the rest as in ``GenerativeJudge``."""
+        tokens per verdict; ``seed``: the base of each request's seed; ``max_prompt_chars``: the longest judge prompt
+        sent, the solution cut at its end to fit (the model's context; None: no cut); the rest as in
+        ``GenerativeJudge``."""
+        if max_prompt_chars is not None and (not isinstance(max_prompt_chars, int) or max_prompt_chars < 1):
+            raise LabError(f"verifier.max_prompt_chars={max_prompt_chars!r} must be null or an integer >= 1")
+        self.max_prompt_chars = max_prompt_chars
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise LabError(f"verifier.samples={samples!r} must be an integer >= 1 (verdicts per candidate), e.g. 4")
         if not temperature > 0:
@@ -45,6 +51,15 @@ class SampledJudge(GenerativeJudge):
         self.abstained = 0
         """Candidates none of whose verdicts was yes or no (scored 0.5)."""
         self._count_lock = threading.Lock()
+
+    def judge_prompt(self, problem: Problem, candidate: Candidate) -> str:
+        """The judge prompt, with the solution cut so the whole prompt has at most ``max_prompt_chars`` characters."""
+        prompt = super().judge_prompt(problem, candidate)
+        if self.max_prompt_chars is None or len(prompt) <= self.max_prompt_chars:
+            return prompt
+        solution = self.task.step_delimiter.join(candidate.steps)
+        room = max(0, len(solution) - (len(prompt) - self.max_prompt_chars))
+        return self.template.format(prompt=problem.prompt, solution=solution[:room])[: self.max_prompt_chars]
 
     def verdict(self, text: str, finish_reason: str) -> bool | None:
         """True for yes, False for no, None for anything else."""
@@ -82,9 +97,9 @@ class SampledJudge(GenerativeJudge):
 
 
 def sampled_judge(task: Task, samples: int = 4, temperature: float = 1.0, max_tokens: int = 1, seed: int = 0,
-                  **kwargs) -> SampledJudge:
+                  max_prompt_chars: int | None = None, **kwargs) -> SampledJudge:
     """A sampled judge on servers given by URL or on the managed server of ``checkpoint`` (the arguments of
     ``verifiers.judge.judge``), asking ``samples`` verdicts per candidate."""
     base = judge(task, **kwargs)
     return SampledJudge(task, base._http, base.model, base.model_id, base.n_params, samples, temperature, max_tokens,
-                        seed, base.template, base.yes, base.no)
+                        seed, base.template, base.yes, base.no, max_prompt_chars=max_prompt_chars)
