@@ -167,3 +167,35 @@ def test_bad_parameters_are_one_line_errors():
             EnsembleFlip(base, **kwargs)
     with pytest.raises(LabError, match="member"):
         CorrelatedFlip(base, member=-1)
+
+
+def test_naive_bayes_with_em_rates_agrees_with_its_closed_form():
+    """Heterogeneous correlated members, naive Bayes with rates and prior estimated by EM without labels on other
+    draws (``verifiers.ensemble.naive_bayes_em``): the closed form with those estimates plugged in as the assumed
+    rates, and the true rates generating the verdicts, agrees with the measured curves under the paired test."""
+    from verifiers.ensemble import naive_bayes_em, nb_posterior
+
+    tprs, fprs, rho, n, ks = [0.9, 0.75, 0.6], [0.35, 0.15, 0.25], 0.3, 16, [1, 2, 4, 8, 16]
+    rng = np.random.default_rng(5)
+
+    def verdicts(pid, cands, seed):
+        return np.array([[member_uniform(seed, rho, m, (pid, i, c.text, 0)) < (t if c.answer == "1" else f)
+                          for m, (t, f) in enumerate(zip(tprs, fprs))] for i, c in enumerate(cands)])
+
+    train = np.vstack([verdicts(f"t{i}", _pool(f"t{i}", n, int(rng.integers(0, n + 1)))[1], 11) for i in range(150)])
+    em = naive_bayes_em(train)
+    values, a, b = ef.ensemble_levels(tprs, fprs, "naive_bayes", rho, em["tpr"], em["fpr"], em["prior"])
+    measured, predicted = [], []
+    for i in range(160):
+        c = int(rng.integers(0, n + 1))
+        problem, cands = _pool(f"p{i}", n, c)
+        scores = nb_posterior(verdicts(problem.id, cands, 3), em["tpr"], em["fpr"], em["prior"]).tolist()
+        out = evaluate_pool([x.answer for x in cands], [x.answer == "1" for x in cands], scores, ks, prompt_tokens=1,
+                            completion_tokens=[1] * n, verifier_tokens=0, policy_params=1, verifier_params=0,
+                            weighted_draws=1)
+        measured.append([out["argmax"], out["accept"]])
+        form = ef.levels_pool(n, c, values, a, b, ks)
+        predicted.append([form["argmax"], form["accept"]])
+    measured, predicted = np.array(measured), np.array(predicted)
+    for r in (0, 1):
+        assert paired_agreement(measured[:, r], predicted[:, r])["p_joint"] > 0.01
