@@ -166,3 +166,35 @@ def test_after_a_failure_every_problem_that_still_finishes_is_recorded_once(tmp_
     keep_finished(futures, rf)
     assert pending.cancelled() and futures[4].cancelled()
     assert [r["problem_id"] for r in RecordFile(tmp_path / "records.jsonl").records] == ["a", "b", "c"]
+
+
+def test_every_field_of_a_record_follows_from_its_pool(tmp_path):
+    """A best-of-k run under flip noise with a false-positive cost and two budgets: each record's grades, answer,
+    pool accuracy and closed forms are recomputed here from the pool it stores and the task's own grader."""
+    import numpy as np
+
+    from search.build import build_task
+    from search.analysis.closed_forms import flip_pool
+
+    cfg = config("noise=flip", "noise.fpr=0.3", "fp_cost=2", "budgets=[1,4]")
+    summary = run(cfg, tmp_path, overrides=("noise=flip",))
+    task = build_task(cfg)
+    problems = {p.id: p for p in task.problems("eval", 12)}
+    assert [row["k"] for row in summary["budgets"]] == [1, 4] and summary["overrides"] == ["noise=flip"]
+    assert "${" not in json.dumps(summary["config"])                     # interpolations resolved
+    for r in records(tmp_path):
+        problem, pool = problems[r["problem_id"]], r["pool"]
+        assert r["reference"] == problem.reference and r["n_samples"] == len(pool["answer"]) == 8
+        assert pool["correct"] == [task.grade(problem, a) for a in pool["answer"]]
+        assert r["pool_accuracy"] == pytest.approx(sum(pool["correct"]) / 8)
+        # argmax over the pool's scores: the answer is one of the top-scored samples', graded by the task
+        top = max(pool["score"])
+        assert r["answer"] in {a for a, s in zip(pool["answer"], pool["score"]) if s == top}
+        assert r["correct"] == task.grade(problem, r["answer"]) and set(pool["score"]) <= {0.0, 1.0}
+        assert r["by_k"]["k"] == [1, 4] and 0 <= r["wall_s"] < 60
+        # the exact base oracle accepts exactly the right samples: the closed form given the pool, with fp_cost 2
+        c = sum(pool["correct"])
+        assert r["base_accept_rate"] == pytest.approx(c / 8)
+        want = flip_pool(8, c, 0.9, 0.3, [1, 4], 2.0)                 # conf/noise/flip.yaml: tpr 0.9
+        for rule in ("argmax", "accept", "abstain", "accept_reward"):
+            assert np.allclose(r["by_k"][f"{rule}_closed_form"], want[rule]), rule
