@@ -60,3 +60,15 @@ def test_a_constant_column_has_zero_width_and_bad_input_is_refused():
     assert lo[0] == hi[0] == 0.5 and lo[1] < 0.5 < hi[1]
     with pytest.raises(ValueError, match="at least 2 problems"):
         simultaneous_band(np.ones((1, 3)))
+
+
+def test_two_problems_suffice_every_problem_is_resampled_and_the_seed_decides():
+    x = np.array([[0.0, 0.0], [1.0, 1.0]])
+    lo, hi = simultaneous_band(x, n_resamples=500, seed=0)
+    assert (lo < 0.5).all() and (hi > 0.5).all()           # resamples draw both problems, not only the second
+    again = simultaneous_band(x, n_resamples=500, seed=0)
+    assert (again[0] == lo).all() and (again[1] == hi).all()
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=(50, 3))
+    a, b = simultaneous_band(y, n_resamples=200, seed=1), simultaneous_band(y, n_resamples=200, seed=2)
+    assert not np.array_equal(a[0], b[0])
