@@ -231,3 +231,11 @@ def test_the_lab_command_prints_one_error_line_for_an_exception_in_score(tmp_pat
                      "(a run's pools)"]
     done = [json.loads(line)["problem_id"] for line in (tmp_path / "records.jsonl").read_text().splitlines()]
     assert done[:2] == [p.id for p in TASK.problems("eval", 2)] and THIRD not in done
+
+
+def test_a_field_fixed_on_the_command_line_is_not_swept_by_the_yaml_grid():
+    from verifiers.contract import grid
+
+    fixed, points = grid(["verifier.rule=logistic", "+verifier.k=3"], {"rule": ["mean", "vote"], "k": [1], "x": [1, 2]})
+    assert fixed == ["verifier.rule=logistic", "+verifier.k=3"]
+    assert points == [["verifier.x=1"], ["verifier.x=2"]]

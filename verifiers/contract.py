@@ -274,20 +274,21 @@ def check_verifier(make: Callable[[], Verifier], task=None, skip: Sequence[str] 
 
 def grid(overrides: Sequence[str], yaml_grid: dict | None = None) -> tuple[list[str], list[list[str]]]:
     """Split ``overrides`` into the fixed ones and the grid points: every combination of the sweep overrides
-    (``key=a,b``) and of the YAML's ``_check_grid_`` (``{field: [values]}``; a field swept on the command line wins).
+    (``key=a,b``) and of the YAML's ``_check_grid_`` (``{field: [values]}``; a field swept or set on the command line wins).
     Returns (fixed overrides, one override list per grid point; ``[[]]`` when nothing is swept)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    fixed, axes = [], {}
+    fixed, axes, pinned = [], {}, set()
     for ov in OverridesParser.create().parse_overrides(list(overrides)):
+        key = ov.get_key_element()
         if ov.is_sweep_override():
-            key = ov.get_key_element()
             axes[key.lstrip("+")] = [f"{key}={v}" for v in ov.sweep_string_iterator()]
         else:
             fixed.append(ov.input_line)
+            pinned.add(key.lstrip("+~"))
     for field, values in (yaml_grid or {}).items():
         key = f"verifier.{field}"
-        if key not in axes:
+        if key not in axes and key not in pinned:           # a value given on the command line is not swept
             values = values if isinstance(values, (list, tuple)) else [values]
             axes[key] = [f"{key}={json.dumps(v)}" for v in values]
     return fixed, [list(point) for point in itertools.product(*axes.values())] or [[]]
