@@ -49,3 +49,15 @@ def test_matched_scores_reproduce_argmax_where_matched_flip_does_not():
         for _, y in pools])
     assert abs(matched - measured) < 0.06
     assert measured - flipped > 0.2
+
+
+def test_youden_threshold_is_none_where_it_is_undefined_and_the_result_is_strict_json():
+    import json
+
+    from search.analysis.verifier_metrics import level_quality
+
+    none_right = level_quality([0.2, 0.7, 0.9], [0, 0, 0], 0.5)       # a random policy's pool: no right candidate
+    assert none_right["youden_threshold"] is None and none_right["tpr"] is None
+    json.dumps(none_right, allow_nan=False)
+    both = level_quality([0.1, 0.4, 0.6, 0.9], [0, 0, 1, 1], 0.5)
+    assert both["youden_threshold"] == 0.6 and both["youden_tpr"] == 1.0 and both["youden_fpr"] == 0.0

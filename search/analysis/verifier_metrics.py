@@ -65,16 +65,20 @@ def within_auroc(scores: Sequence[float], labels: Sequence[int], groups: Sequenc
 def level_quality(scores: Sequence[float], labels: Sequence[int], threshold: float,
                   groups: Sequence[str] | None = None) -> dict:
     """AUROC (pooled, and within a problem when ``groups`` are given), rates at the threshold, the threshold that
-    maximises TPR - FPR (Youden's J) with its rates, expected calibration error (10 bins), Brier score, counts."""
+    maximises TPR - FPR (Youden's J) with its rates (None without both classes, or when the best is to accept
+    nothing), expected calibration error (10 bins), Brier score, counts."""
     s, y = np.asarray(scores, float), np.asarray(labels, bool)
     bins = reliability(s, y)
     ece = sum(b["n"] * abs(b["mean_score"] - b["positive_rate"]) for b in bins if b["n"]) / max(1, len(s))
     accept = s >= threshold
     fpr, tpr, cuts = roc_curve(s, y)
     best = int(np.argmax(tpr - fpr))
+    # Youden's J needs both classes; its best cut may also be "accept nothing" (+inf), which JSON cannot hold
+    youden = y.any() and (~y).any() and bool(np.isfinite(cuts[best]))
     return {"n": int(len(s)), "positives": int(y.sum()), "auroc": auroc(s, y),
             "within_problem_auroc": within_auroc(s, y, groups) if groups is not None else None,
-            "youden_threshold": float(cuts[best]), "youden_tpr": float(tpr[best]), "youden_fpr": float(fpr[best]),
+            "youden_threshold": float(cuts[best]) if youden else None,
+            "youden_tpr": float(tpr[best]) if youden else None, "youden_fpr": float(fpr[best]) if youden else None,
             "tpr": float(accept[y].mean()) if y.any() else None,
             "fpr": float(accept[~y].mean()) if (~y).any() else None,
             "ece": float(ece), "brier": float(np.mean((s - y) ** 2)) if len(s) else None,
