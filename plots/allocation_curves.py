@@ -41,6 +41,14 @@ def _series(fig_rows: dict, key: str, budgets) -> tuple[list, list, list, list]:
     return xs, ys, lo, hi
 
 
+def _paired_bars(ax, fig_rows: dict, key: str, budgets, i: int, colour: str, label: str) -> None:
+    """A paired difference per budget with its interval, the i-th signal's bars set a little to the side of the
+    others' so they do not hide each other."""
+    xs, ys, lo, hi = _series(fig_rows, key, budgets)
+    shift = 2 ** (0.06 * (i - 1))
+    ax.errorbar([x * shift for x in xs], ys, yerr=[lo, hi], fmt="--D", color=colour, ms=4, capsize=2, label=label)
+
+
 def plot_compute_optimal(res: dict, out_dir: Path) -> Figure:
     """Left: accuracy against mean samples per problem for each way of choosing the strategy. Right: the
     compute-optimal accuracy minus best-of-N's at the same budget, paired over the same test problems."""
@@ -60,13 +68,7 @@ def plot_compute_optimal(res: dict, out_dir: Path) -> Figure:
         colour, label = _signal_style(s, i)
         xs, ys, _, _ = _series(f, f"opt:{s}", budgets)
         ax.plot(xs, ys, "--", color=colour, marker="D", ms=4, label=f"compute-optimal, {label}")
-        rows = [(B, f[f"minus_bon:{s}@{B}"]) for B in budgets if f"minus_bon:{s}@{B}" in f
-                and f[f"minus_bon:{s}@{B}"]["mean"] == f[f"minus_bon:{s}@{B}"]["mean"]]
-        shift = 2 ** (0.06 * (i - 1))       # side by side, so the bars do not hide each other
-        dx.errorbar([B * shift for B, _ in rows], [r["mean"] for _, r in rows],
-                    yerr=[[max(0.0, r["mean"] - r["lo"]) for _, r in rows],
-                          [max(0.0, r["hi"] - r["mean"]) for _, r in rows]],
-                    fmt="--D", color=colour, ms=4, capsize=2, label=label)
+        _paired_bars(dx, f, f"minus_bon:{s}", budgets, i, colour, label)
     budget_axis(ax, ks)
     ax.set_xlabel("samples per problem spent (test-time signals include their samples)")
     ax.set_ylabel("accuracy on the evaluation half")
@@ -132,13 +134,7 @@ def plot_adaptive(res: dict, out_dir: Path) -> Figure:
         colour, label = _signal_style(s, i)
         xs, ys, _, _ = _series(f, f"adaptive:{s}", budgets)
         ax.plot(xs, ys, "--", color=colour, marker="D", ms=4, label=f"adaptive, {label}")
-        rows = [(B, f[f"gain:{s}@{B}"]) for B in budgets if f"gain:{s}@{B}" in f
-                and f[f"gain:{s}@{B}"]["mean"] == f[f"gain:{s}@{B}"]["mean"]]
-        shift = 2 ** (0.06 * (i - 1))
-        dx.errorbar([B * shift for B, _ in rows], [r["mean"] for _, r in rows],
-                    yerr=[[max(0.0, r["mean"] - r["lo"]) for _, r in rows],
-                          [max(0.0, r["hi"] - r["mean"]) for _, r in rows]],
-                    fmt="--D", color=colour, ms=4, capsize=2, label=label)
+        _paired_bars(dx, f, f"gain:{s}", budgets, i, colour, label)
     budget_axis(ax, res["ks"])
     ax.set_xlabel("mean samples per problem spent (total budget / problems)")
     ax.set_ylabel("accuracy on the evaluation half")
