@@ -86,18 +86,10 @@ def beta_stop_probability(v1, v2) -> np.ndarray:
 
 
 def _encode(answers: Sequence, correct: Sequence[bool]) -> tuple[np.ndarray, np.ndarray]:
-    ids: dict = {}
-    good: list[bool] = []
-    cls = np.empty(len(answers), dtype=np.int64)
-    for i, (a, ok) in enumerate(zip(answers, correct)):
-        if a is None:
-            cls[i] = -1
-            continue
-        if a not in ids:
-            ids[a] = len(good)
-            good.append(bool(ok))
-        cls[i] = ids[a]
-    return cls, np.array(good + [False], dtype=bool)  # a spare column absorbs the non-votes
+    """``estimators._classes`` (class per sample, -1 for no answer; correctness per class), with a spare wrong
+    class at the end that absorbs the samples without a vote."""
+    cls, good = estimators._classes(answers, correct)
+    return cls, np.append(good, False)
 
 
 def _credit(weights: np.ndarray, good: np.ndarray, tol: float = 1e-12) -> np.ndarray:
