@@ -25,11 +25,13 @@ class EndlessPolicy:
 
     def __init__(self):
         self.prompts = []
+        self.params = []
 
     def generate(self, prompts, params):
         out = []
         for prompt, p in zip(prompts, per_prompt(params, len(prompts))):
             self.prompts.append(prompt)
+            self.params.append(p)
             depth = prompt[len(PROBLEM.prompt):].count("\n")
             if "\n" in p.stop:
                 texts = [f"s{depth}.{i}" for i in range(p.n)]
@@ -50,12 +52,16 @@ class DepthScores:
                                   for c in candidates))
 
 
-def solve(strategy):
+def run_endless(strategy, problem=PROBLEM):
+    """The strategy's selection for ``problem`` on the endless tree, and the fake policy that saw its requests."""
     fake = EndlessPolicy()
     ledger = Ledger(policy_params=fake.n_params)
-    sel = strategy.solve(PROBLEM, MeteredPolicy(fake, TASK, ledger), MeteredVerifier(DepthScores(), ledger))
-    depths = [p[len(PROBLEM.prompt):].count("\n") for p in fake.prompts]
-    return sel, depths
+    return strategy.solve(problem, MeteredPolicy(fake, TASK, ledger), MeteredVerifier(DepthScores(), ledger)), fake
+
+
+def solve(strategy):
+    sel, fake = run_endless(strategy)
+    return sel, [p[len(PROBLEM.prompt):].count("\n") for p in fake.prompts]
 
 
 @pytest.mark.parametrize("max_steps", [1, 2, 3, 5])
@@ -114,19 +120,9 @@ def replace_steps(cand, extra):
 def test_beam_lookahead_goes_greedily_ahead_up_to_the_cap():
     """Lookahead 2 on the endless tree, cap 4 steps: after each round every growing child is continued up to two
     greedy steps (one sample at temperature 0, its own seed per prefix and depth), never past the cap."""
-    seen = []
-
-    class Recording(EndlessPolicy):
-        def generate(self, prompts, params):
-            seen.extend(per_prompt(params, len(prompts)))
-            return super().generate(prompts, params)
-
-    fake = Recording()
-    ledger = Ledger(policy_params=fake.n_params)
-    strategy = BeamSearch(budget=4, expansions=2, max_steps=4, lookahead=2)
-    sel = strategy.solve(PROBLEM, MeteredPolicy(fake, TASK, ledger), MeteredVerifier(DepthScores(), ledger))
+    sel, fake = run_endless(BeamSearch(budget=4, expansions=2, max_steps=4, lookahead=2))
     depths = [p[len(PROBLEM.prompt):].count("\n") for p in fake.prompts]
-    greedy = [(d, p) for d, p in zip(depths, seen) if p.temperature == 0.0]
+    greedy = [(d, p) for d, p in zip(depths, fake.params) if p.temperature == 0.0]
     # rounds 1-3 each grow 4 children (2 beams x 2 from round 2 on) at depth 1, 2, 3; each child looks ahead from
     # its own depth, two steps (rounds 1 and 2) or one (round 3, where the next step reaches the cap of 4)
     assert [d for d, _ in greedy] == [1] * 4 + [2] * 4 + [2] * 4 + [3] * 4 + [3] * 4
@@ -136,10 +132,7 @@ def test_beam_lookahead_goes_greedily_ahead_up_to_the_cap():
 
 def mcts_trace(**knobs):
     """The prompts an MCTS sends on the endless tree (as the steps of their prefix), and its selection."""
-    fake = EndlessPolicy()
-    ledger = Ledger(policy_params=fake.n_params)
-    strategy = MCTS(expansions=2, max_steps=3, c_uct=1.0, **knobs)
-    sel = strategy.solve(PROBLEM, MeteredPolicy(fake, TASK, ledger), MeteredVerifier(DepthScores(), ledger))
+    sel, fake = run_endless(MCTS(expansions=2, max_steps=3, c_uct=1.0, **knobs))
     return [tuple(p[len(PROBLEM.prompt):].split("\n")[:-1]) for p in fake.prompts], sel
 
 
@@ -183,17 +176,7 @@ def test_mcts_walks_of_one_wave_that_meet_share_one_expansion():
 
 def recorded_params(strategy, problem=PROBLEM):
     """Every SamplingParams a strategy sends on the endless tree for ``problem``."""
-    seen = []
-
-    class Recording(EndlessPolicy):
-        def generate(self, prompts, params):
-            seen.extend(per_prompt(params, len(prompts)))
-            return super().generate(prompts, params)
-
-    fake = Recording()
-    ledger = Ledger(policy_params=fake.n_params)
-    strategy.solve(problem, MeteredPolicy(fake, TASK, ledger), MeteredVerifier(DepthScores(), ledger))
-    return seen
+    return run_endless(strategy, problem)[1].params
 
 
 STRATEGIES = {"beam": lambda **kw: BeamSearch(budget=4, expansions=2, max_steps=3, **kw),
