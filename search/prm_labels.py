@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m search.prm_labels", description=main.__doc__)
     ap.add_argument("--problems", type=int, default=2500, help="training-split problems to sample")
     ap.add_argument("--samples", type=int, default=4, help="solutions sampled per problem")
-    ap.add_argument("--rollouts", type=int, default=8, help="completions from each step")
+    ap.add_argument("--rollouts", type=int, default=8,
+                    help="completions from each step (0: none, only exact step labels and outcomes)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="prm_labels.jsonl")
     ap.add_argument("--policy-url", default=None, help="an already running tiny-policy server (default: start one)")

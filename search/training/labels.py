@@ -38,9 +38,10 @@ class LabeledSolution:
     """The solution's steps (the task's split of the sampled text)."""
     soft: tuple[float, ...]
     """Per step: the share of rollouts from right after the step that end in a correct answer (the last step: 1.0
-    when the solution's own answer is right, else 0.0)."""
+    when the solution's own answer is right, else 0.0); empty when the labels were made with no rollouts."""
     hard: tuple[int, ...]
-    """Per step: 1 when at least one rollout (or, for the last step, the solution itself) is correct, else 0."""
+    """Per step: 1 when at least one rollout (or, for the last step, the solution itself) is correct, else 0; empty
+    when the labels were made with no rollouts."""
     exact: tuple[int, ...]
     """Per step: 1 while every step so far matches the reference solution (the task's step checker; for the
     agreement report only, never an input to training)."""
@@ -58,10 +59,13 @@ def label_solutions(task: Task, policy: Policy, problems: Sequence[Problem], sam
                     batch: int = 256) -> list[LabeledSolution]:
     """Sample ``samples`` solutions per problem and label every step by ``rollouts`` continuations.
 
+    ``rollouts=0`` samples and grades only: every solution keeps its exact step labels and its outcome, with empty
+    ``soft`` and ``hard`` (the data of an outcome reward model, or of a PRM on exact step labels).
+
     Requests go to the policy in batches of ``batch`` prompts (each asking for n samples in one request), so the
     server sees many at once; identical prefixes are sent once."""
-    if samples < 1 or rollouts < 1:
-        raise LabError(f"samples={samples} and rollouts={rollouts} must both be at least 1")
+    if samples < 1 or rollouts < 0:
+        raise LabError(f"samples={samples} must be at least 1 and rollouts={rollouts} at least 0")
     sample_params = [SamplingParams(n=samples, temperature=temperature, max_tokens=max_tokens,
                                     seed=derive_seed(seed, "prm-sample", p.id)) for p in problems]
     generations = _batched(policy, [p.prompt for p in problems], sample_params, batch)
@@ -73,7 +77,8 @@ def label_solutions(task: Task, policy: Policy, problems: Sequence[Problem], sam
             if steps:
                 solutions.append((problem, steps, task.grade(problem, task.extract_answer(comp.text))))
 
-    owner = {rollout_prompt(task, p, steps[:i + 1]): p for p, steps, _ in solutions for i in range(len(steps) - 1)}
+    owner = {rollout_prompt(task, p, steps[:i + 1]): p for p, steps, _ in solutions for i in range(len(steps) - 1)
+             if rollouts}
     prefixes = sorted(owner)
     params = [SamplingParams(n=rollouts, temperature=temperature, max_tokens=max_tokens,
                              seed=derive_seed(seed, "prm-rollout", prefix)) for prefix in prefixes]
@@ -87,8 +92,8 @@ def label_solutions(task: Task, policy: Policy, problems: Sequence[Problem], sam
     oracle = ProcessOracle(task)          # the exact prefix labels, for the agreement report only
     out = []
     for problem, steps, correct in solutions:
-        soft = [values[rollout_prompt(task, problem, steps[:i + 1])] for i in range(len(steps) - 1)]
-        soft.append(1.0 if correct else 0.0)
+        soft = ([values[rollout_prompt(task, problem, steps[:i + 1])] for i in range(len(steps) - 1)]
+                + [1.0 if correct else 0.0]) if rollouts else []
         exact = tuple(int(x) for x in oracle.score(problem, [_as_candidate(steps)]).steps[0])
         out.append(LabeledSolution(problem.id, problem.prompt, steps, tuple(soft), tuple(int(v > 0) for v in soft),
                                    exact, correct))
@@ -116,9 +121,11 @@ def agreement(labels: Sequence[LabeledSolution]) -> dict:
     """How well the Monte-Carlo labels agree with the exact step checker, over the steps that needed rollouts (all
     but the last of each solution): accuracy, precision and recall of the hard label, and the mean soft label on
     steps the checker calls right and wrong."""
-    pairs = [(s.hard[i], s.soft[i], s.exact[i]) for s in labels for i in range(len(s.steps) - 1)]
+    pairs = [(s.hard[i], s.soft[i], s.exact[i]) for s in labels if s.hard for i in range(len(s.steps) - 1)]
     if not pairs:
-        return {"steps": 0}
+        return {"solutions": len(labels), "steps": 0,
+                "exact_right_share": _share(e for s in labels for e in s.exact),
+                "solution_accuracy": _share(s.correct for s in labels)}
     tp = sum(h and e for h, _, e in pairs)
     fp = sum(h and not e for h, _, e in pairs)
     fn = sum(e and not h for h, _, e in pairs)
@@ -137,6 +144,12 @@ def agreement(labels: Sequence[LabeledSolution]) -> dict:
         "soft_mean_on_wrong": sum(wrong) / len(wrong) if wrong else None,
         "solution_accuracy": sum(s.correct for s in labels) / len(labels),
     }
+
+
+def _share(flags) -> float | None:
+    """The share of true values, None when there are none."""
+    flags = list(flags)
+    return sum(flags) / len(flags) if flags else None
 
 
 def write_jsonl(labels: Sequence[LabeledSolution], path: str | Path) -> None:
