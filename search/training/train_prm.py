@@ -6,28 +6,39 @@
 The model is the tiny policy's transformer with a fresh two-class head (``LlamaForTokenClassification``): a PRM
 starts from the policy it judges, as real ones do, so it begins with the policy's sense of arithmetic. Its input is
 ``verifiers.prm.render`` of the prompt and the steps, each step followed by the separator (a space, a character the
-task never writes); the loss is the cross-entropy against the hard Monte-Carlo label (or the soft one,
-``--label soft``) at each separator and nowhere else. The exact step checker is never a training target: it is used
-only to report the held-out AUROC in training.json.
+task never writes). One model class makes every verifier family of the tiny world, by its label (``--label``):
+
+- ``hard`` / ``soft``: a PRM on Monte-Carlo labels (Math-Shepherd), cross-entropy at every separator;
+- ``exact``: a PRM on the task's exact step labels (the analogue of PRM800K's human step labels);
+- ``outcome``: an outcome reward model, one label per solution (its final answer graded), read at the last
+  separator only.
+
+and by its objective (``--objective``): ``pointwise`` cross-entropy on each label, or ``pairwise``, a ranking loss
+inside a problem: for every right and wrong solution of one problem in a batch, ``-log sigmoid(s_right -
+s_wrong)`` on the solutions' scores (the logit of the last separator), so the model learns to order a problem's
+candidates, which is all best-of-k reads. Labels with no rollouts (``python -m search.prm_labels --rollouts 0``)
+serve ``exact`` and ``outcome``.
 
 Training stops at ``--steps`` or ``--minutes``, whichever comes first, and keeps the weights of the validation
-step with the best AUROC (the labels are a few thousand solutions, so later epochs overfit). The checkpoint is saved
+step with the best held-out score (``--select``: ``step``, the AUROC of every step's score against the exact step
+labels, or ``within``, the within-problem AUROC of the solution score against the final answer's grade; the labels
+are a few thousand solutions, so later epochs overfit). The checkpoint is saved
 in Hugging Face format, so vLLM serves it as a pooling model (token classification) as it
 would any PRM.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import random
-import time
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
-from search.analysis.verifier_metrics import auroc
-from search.seeding import derive_seed
+from search.analysis.verifier_metrics import auroc, within_auroc
+from search.contracts import LabError
+from search.training.fit import by_problem, fit, fresh_or_policy, save, split
 from search.training.labels import read_jsonl
-from search.training.tokenizer import CHARS, SPECIAL, save_tokenizer
+from search.training.tokenizer import CHARS, SPECIAL
 from verifiers.prm import render
 
 SEPARATOR = " "
@@ -39,8 +50,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--labels", type=Path, required=True, help="JSONL from python -m search.prm_labels")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     p.add_argument("--init", default="tiny-policy", help="policy checkpoint whose transformer starts the PRM")
-    p.add_argument("--label", choices=("soft", "hard"), default="hard",
-                   help="training target (hard: held-out AUROC 0.79 against 0.71 for soft on the shipped labels)")
+    p.add_argument("--label", choices=("soft", "hard", "exact", "outcome"), default="hard",
+                   help="training target: Monte-Carlo hard or soft step labels (hard: held-out AUROC 0.79 against "
+                        "0.71 for soft on the shipped labels), exact step labels, or the outcome only (an ORM)")
+    p.add_argument("--objective", choices=("pointwise", "pairwise"), default="pointwise",
+                   help="pointwise cross-entropy, or a pairwise ranking loss between right and wrong solutions of "
+                        "one problem")
+    p.add_argument("--select", choices=("step", "within"), default="step",
+                   help="checkpoint kept: best step-level AUROC against the exact labels, or best within-problem "
+                        "AUROC of the solution score")
+    p.add_argument("--max-solutions", type=int, default=None,
+                   help="train on the solutions of the file's first training problems, up to "
+                        "this many solutions (smaller amounts are subsets of larger ones); the validation problems are the same whatever the amount")
+    p.add_argument("--layers", type=int, default=None,
+                   help="a fresh transformer of this many layers (with --width) instead of the policy's weights")
+    p.add_argument("--width", type=int, default=None, help="hidden size of a fresh transformer (with --layers)")
     p.add_argument("--steps", type=int, default=2000, help="most optimizer steps")
     p.add_argument("--minutes", type=float, default=12.0, help="stop after this much training time")
     p.add_argument("--batch", type=int, default=64, help="solutions per step")
@@ -55,8 +79,52 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
+@dataclass(frozen=True)
+class Example:
+    """One labelled solution as the model reads it."""
+
+    problem_id: str
+    """The problem it solves (pairs and within-problem AUROC are formed inside a problem)."""
+    ids: tuple[int, ...]
+    """Token ids: ``<s>`` then the rendered prompt and steps."""
+    tags: tuple[int, ...]
+    """Positions of the separators, one per step (the last one's score is the solution's score)."""
+    train_tags: tuple[int, ...]
+    """The positions the pointwise loss reads: every separator, or only the last for outcome labels."""
+    target: tuple[float, ...]
+    """The label at each of ``train_tags``."""
+    exact: tuple[int, ...]
+    """The exact step labels (validation only, unless they are the target)."""
+    correct: bool
+    """Whether the solution's final answer is right."""
+
+
+def _example(sol, label: str, vocab: dict[str, int]) -> Example:
+    """The model's view of one labelled solution under the chosen label."""
+    problem_id = sol.problem_id
+    ids = tuple([vocab["<s>"]] + [vocab[c] for c in render(sol.prompt, sol.steps, SEPARATOR, "\n")])
+    tags = tuple(i for i, t in enumerate(ids) if t == vocab[SEPARATOR])
+    if len(tags) != len(sol.steps):
+        raise LabError(f"a step of problem {problem_id} contains the separator {SEPARATOR!r}")
+    if label == "outcome":
+        return Example(problem_id, ids, tags, tags[-1:], (float(sol.correct),), sol.exact, sol.correct)
+    target = {"soft": sol.soft, "hard": sol.hard, "exact": sol.exact}[label]
+    return Example(problem_id, ids, tags, tags, tuple(float(v) for v in target), sol.exact, sol.correct)
+
+
+def main(argv=None) -> int:
+    """CLI: train, save the checkpoint and its training.json; exit 2 with one line on bad input."""
     args = parse_args(argv)
+    try:
+        train(args)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train one verifier as ``args`` say, write it to ``args.out`` and return its training record."""
     import torch
     from transformers import LlamaForCausalLM, LlamaForTokenClassification
 
@@ -64,111 +132,103 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
     vocab = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
-    sep_id = vocab[SEPARATOR]
-
-    examples = {"train": [], "val": []}
-    for sol in read_jsonl(args.labels):
-        ids = [vocab["<s>"]] + [vocab[c] for c in render(sol.prompt, sol.steps, SEPARATOR, "\n")]
-        tags = [i for i, t in enumerate(ids) if t == sep_id]
-        assert len(tags) == len(sol.steps), "a step contains the separator"
-        target = sol.soft if args.label == "soft" else tuple(float(h) for h in sol.hard)
-        split = "val" if derive_seed(args.seed, "val", sol.problem_id) / 2**31 < args.val_share else "train"
-        examples[split].append((ids, tags, target, sol.exact))
-    print(f"solutions: train {len(examples['train'])}, val {len(examples['val'])}", flush=True)
+    solutions = read_jsonl(args.labels)
+    if args.label in ("soft", "hard") and any(not sol.hard for sol in solutions):
+        raise LabError(f"--label {args.label} needs Monte-Carlo labels, but {args.labels} was made without "
+                       f"rollouts; use --label exact or --label outcome, or relabel with --rollouts 8")
+    train_sols, val_sols = split(solutions, args.seed, args.val_share, args.max_solutions)
+    train_set = [_example(sol, args.label, vocab) for sol in train_sols]
+    val_set = [_example(sol, args.label, vocab) for sol in val_sols]
+    print(f"solutions: train {len(train_set)}, val {len(val_set)}", flush=True)
+    groups = [g for g in by_problem(train_set) if len({ex.correct for ex in g}) == 2]
+    if args.objective == "pairwise" and not groups:
+        raise LabError(f"--objective pairwise needs training problems with both right and wrong solutions; "
+                       f"{args.labels} has none (sample more solutions per problem)")
 
     policy = LlamaForCausalLM.from_pretrained(ckpt.resolve(args.init))
     config = policy.config
     config.architectures = ["LlamaForTokenClassification"]
     config.num_labels = 2
     config.id2label, config.label2id = {0: "wrong", 1: "right"}, {"wrong": 0, "right": 1}
-    model = LlamaForTokenClassification(config)
-    model.model.load_state_dict(policy.model.state_dict())
-    n_params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    model = fresh_or_policy(config, LlamaForTokenClassification, policy.model.state_dict(), args.layers, args.width)
 
-    def batch_tensors(batch):
-        width = max(len(ids) for ids, *_ in batch)
+    def tensors(batch):
+        width = max(len(ex.ids) for ex in batch)
         ids = torch.full((len(batch), width), vocab["<pad>"], dtype=torch.long)
         attn = torch.zeros((len(batch), width), dtype=torch.long)
-        rows, cols, soft, exact = [], [], [], []
-        for b, (seq, tags, target, ex) in enumerate(batch):
-            ids[b, :len(seq)] = torch.tensor(seq)
-            attn[b, :len(seq)] = 1
-            rows += [b] * len(tags)
-            cols += tags
-            soft += target
-            exact += ex
-        return ids, attn, torch.tensor(rows), torch.tensor(cols), torch.tensor(soft), exact
+        for b, ex in enumerate(batch):
+            ids[b, :len(ex.ids)] = torch.tensor(ex.ids)
+            attn[b, :len(ex.ids)] = 1
+        return ids, attn
+
+    order: list = []
+
+    def batches(rng):
+        """Shuffled solutions (pointwise) or whole shuffled problems with right and wrong solutions (pairwise)."""
+        nonlocal order
+        batch = []
+        pool = train_set if args.objective == "pointwise" else groups
+        while len(batch) < args.batch:
+            if not order:
+                order = list(range(len(pool)))
+                rng.shuffle(order)
+            item = pool[order.pop()]
+            batch += [item] if args.objective == "pointwise" else item
+        return batch
+
+    def loss_of(batch):
+        ids, attn = tensors(batch)
+        logits = model(input_ids=ids, attention_mask=attn).logits
+        if args.objective == "pointwise":
+            rows = torch.tensor([b for b, ex in enumerate(batch) for _ in ex.train_tags])
+            cols = torch.tensor([t for ex in batch for t in ex.train_tags])
+            target = torch.tensor([y for ex in batch for y in ex.target])
+            logp = logits[rows, cols].log_softmax(-1)
+            loss = -(target * logp[:, 1] + (1 - target) * logp[:, 0]).mean()
+        else:
+            last = logits[torch.arange(len(batch)), torch.tensor([ex.tags[-1] for ex in batch])]
+            loss = pairwise_loss(last[:, 1] - last[:, 0], [ex.correct for ex in batch],
+                                 [ex.problem_id for ex in batch])
+        return loss, int(attn.sum())
 
     def evaluate() -> dict:
-        model.eval()
-        scores, exact, soft = [], [], []
-        with torch.no_grad():
-            for i in range(0, len(examples["val"]), 256):
-                ids, attn, rows, cols, target, ex = batch_tensors(examples["val"][i:i + 256])
-                probs = model(input_ids=ids, attention_mask=attn).logits[rows, cols].softmax(-1)[:, 1]
-                scores += probs.tolist()
-                exact += ex
-                soft += target.tolist()
-        model.train()
-        brier = sum((s - y) ** 2 for s, y in zip(scores, soft)) / max(1, len(scores))
-        return {"val_steps": len(scores), "val_auroc_exact": auroc(scores, exact), "val_brier_soft": brier}
+        steps, exact, solution, correct, groups_, sq_errors = [], [], [], [], [], []
+        for i in range(0, len(val_set), 256):
+            batch = val_set[i:i + 256]
+            ids, attn = tensors(batch)
+            probs = model(input_ids=ids, attention_mask=attn).logits.softmax(-1)[..., 1]
+            for b, ex in enumerate(batch):
+                steps += probs[b, list(ex.tags)].tolist()
+                exact += ex.exact
+                solution.append(float(probs[b, ex.tags[-1]]))
+                correct.append(int(ex.correct))
+                groups_.append(ex.problem_id)
+                sq_errors += [(float(probs[b, t]) - y) ** 2 for t, y in zip(ex.train_tags, ex.target)]
+        return {"val_steps": len(steps), "val_auroc_exact": auroc(steps, exact),
+                "val_auroc_outcome": auroc(solution, correct),
+                "val_auroc_within": within_auroc(solution, correct, groups_),
+                "val_brier_target": sum(sq_errors) / max(1, len(sq_errors))}
 
-    def lr_at(step: int) -> float:
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / args.steps))))
+    fitted = fit(model, batches, loss_of, evaluate, "val_auroc_exact" if args.select == "step" else "val_auroc_within",
+                 args)
+    return save(model, args.out, args, fitted, separator=SEPARATOR, train_solutions=len(train_set))
 
-    t0, tokens, loss_ema, step = time.time(), 0, None, 0
-    order: list[int] = []
-    best: tuple[float, int, dict, dict] = (-1.0, 0, {}, {})      # (AUROC, step, metrics, weights)
 
-    def checkpoint_if_best() -> dict:
-        nonlocal best
-        metrics = evaluate()
-        if (metrics["val_auroc_exact"] or 0.0) > best[0]:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = (metrics["val_auroc_exact"] or 0.0, step, metrics, state)
-        return metrics
-    model.train()
-    while step < args.steps and time.time() - t0 < args.minutes * 60:
-        if len(order) < args.batch:
-            order = list(range(len(examples["train"])))
-            rng.shuffle(order)
-        batch = [examples["train"][order.pop()] for _ in range(args.batch)]
-        ids, attn, rows, cols, target, _ = batch_tensors(batch)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        logp = model(input_ids=ids, attention_mask=attn).logits[rows, cols].log_softmax(-1)
-        loss = -(target * logp[:, 1] + (1 - target) * logp[:, 0]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        tokens += int(attn.sum())
-        loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
-        if step % 100 == 0 or step % args.eval_every == 0:
-            elapsed = time.time() - t0
-            extra = checkpoint_if_best() if step % args.eval_every == 0 else {}
-            print(f"step {step:5d}  loss {loss_ema:.4f}  lr {lr_at(step):.2e}  {tokens / elapsed:,.0f} tok/s  "
-                  f"{elapsed / 60:.1f} min  {extra}", flush=True)
-        step += 1
+def pairwise_loss(scores, correct: Sequence[bool], problems: Sequence[str]):
+    """Mean over every (right, wrong) pair of solutions of one problem of ``-log sigmoid(s_right - s_wrong)``."""
+    import torch
 
-    checkpoint_if_best()
-    _, best_step, final, state = best
-    model.load_state_dict(state)
-    args.out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(args.out, safe_serialization=True)
-    save_tokenizer(args.out)
-    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    record.update(separator=SEPARATOR, n_params=n_params, steps_done=step, best_step=best_step, tokens=tokens,
-                  train_minutes=round((time.time() - t0) / 60, 2), final_loss=round(loss_ema, 4),
-                  training_flops=6 * n_params * tokens, **final)
-    (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"saved {args.out}: {json.dumps(final)}")
+    terms = []
+    for idx in by_problem(range(len(problems)), key=lambda i: problems[i]):
+        right = [i for i in idx if correct[i]]
+        wrong = [i for i in idx if not correct[i]]
+        if right and wrong:
+            terms.append(torch.nn.functional.logsigmoid(scores[right][:, None] - scores[wrong][None, :]).ravel())
+    if not terms:
+        raise LabError("a pairwise batch holds no problem with both a right and a wrong solution")
+    return -torch.cat(terms).mean()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
