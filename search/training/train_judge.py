@@ -1,0 +1,151 @@
+"""Train the tiny generative verifier: a causal LM that writes a verdict after a solution, sampled K times to vote.
+
+    python -m search.prm_labels --problems 4000 --samples 8 --rollouts 0 --out verdicts.jsonl   # graded samples
+    python -m search.training.train_judge --labels verdicts.jsonl --out search/tiny/judge        # at most --minutes
+
+The tiny policy cannot judge its own work (it knows no words, so ``verifier=judge`` on it is blind). This script
+teaches a copy of it one question: the model reads ``JUDGE_TEMPLATE`` filled with the problem and a sampled
+solution and is trained, with cross-entropy on that one position, to write ``YES`` when the solution's final answer
+is right and ``NO`` when it is wrong (GenRM's recipe: verification as next-token prediction). The labels are the
+task's own grades of the policy's samples, made without rollouts.
+
+Served by vLLM as a generative model like the policy, it is the judge of ``verifier=tiny_judge`` (P(yes) from one
+greedy token's logprobs) and of ``verifier=tiny_sampled_judge`` (the share of yes among K sampled verdicts, every
+verifier token charged), so compute can be split between policy samples and verdicts (``+sweep=judge_split``).
+Training keeps the weights of the validation step with the best within-problem AUROC of P(yes).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from search.analysis.verifier_metrics import auroc, within_auroc
+from search.contracts import LabError
+from search.training.fit import fit, fresh_or_policy, save, split
+from search.training.labels import read_jsonl
+from search.training.tokenizer import CHARS, SPECIAL
+
+JUDGE_TEMPLATE = "{prompt}{solution}\n="
+"""The judge prompt of the tiny generative verifier (``{solution}``: the steps joined by newlines). A line that
+starts with ``=`` is one the task never writes, so the question cannot be read as more solution."""
+YES = "1"
+"""The verdict token for a right solution."""
+NO = "0"
+"""The verdict token for a wrong one."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m search.training.train_judge", description=__doc__.split("\n\n")[0])
+    p.add_argument("--labels", type=Path, required=True,
+                   help="JSONL from python -m search.prm_labels (--rollouts 0 is enough: only the grades are read)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    p.add_argument("--init", default="tiny-policy", help="policy checkpoint the verifier starts from")
+    p.add_argument("--steps", type=int, default=3000, help="most optimizer steps")
+    p.add_argument("--minutes", type=float, default=15.0, help="stop after this much training time")
+    p.add_argument("--batch", type=int, default=64, help="solutions per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (linear warmup, cosine decay)")
+    p.add_argument("--warmup", type=int, default=50, help="warmup steps")
+    p.add_argument("--val-share", type=float, default=0.1, help="share of problems held out for validation")
+    p.add_argument("--max-solutions", type=int, default=None,
+                   help="train on the file's first training problems up to this many solutions")
+    p.add_argument("--eval-every", type=int, default=250, help="validate every this many steps (early stopping)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="a fresh transformer of this many layers (with --width) instead of the policy's weights")
+    p.add_argument("--width", type=int, default=None, help="hidden size of a fresh transformer (with --layers)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return p.parse_args(argv)
+
+
+def render(prompt: str, steps) -> str:
+    """The text the verifier reads before its verdict."""
+    return JUDGE_TEMPLATE.format(prompt=prompt, solution="\n".join(steps))
+
+
+def main(argv=None) -> int:
+    """CLI: train, save the checkpoint and its training.json; exit 2 with one line on bad input."""
+    args = parse_args(argv)
+    try:
+        train(args)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def train(args: argparse.Namespace) -> dict:
+    """Train the generative verifier as ``args`` say, write it to ``args.out`` and return its training record."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from search.serving import checkpoint as ckpt
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    vocab = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
+    yes_id, no_id = vocab[YES], vocab[NO]
+    train_sols, val_sols = split(read_jsonl(args.labels), args.seed, args.val_share, args.max_solutions)
+    print(f"solutions: train {len(train_sols)}, val {len(val_sols)}", flush=True)
+
+    def encode(sol) -> list[int]:
+        try:
+            return [vocab["<s>"]] + [vocab[c] for c in render(sol.prompt, sol.steps)]
+        except KeyError as err:
+            raise LabError(f"problem {sol.problem_id}: character {err} is not in the tiny tokenizer") from None
+
+    train_set = [(encode(s), s.correct, s.problem_id) for s in train_sols]
+    val_set = [(encode(s), s.correct, s.problem_id) for s in val_sols]
+
+    policy = LlamaForCausalLM.from_pretrained(ckpt.resolve(args.init))
+    model = fresh_or_policy(policy.config, LlamaForCausalLM, policy.model.state_dict(), args.layers, args.width)
+
+    def verdict_logits(batch):
+        """Logits at each sequence's last position (right-aligned by left padding), and tokens read."""
+        width = max(len(ids) for ids, *_ in batch)
+        ids = torch.full((len(batch), width), vocab["<pad>"], dtype=torch.long)
+        attn = torch.zeros((len(batch), width), dtype=torch.long)
+        pos = torch.zeros((len(batch), width), dtype=torch.long)
+        for b, (seq, *_) in enumerate(batch):
+            ids[b, width - len(seq):] = torch.tensor(seq)
+            attn[b, width - len(seq):] = 1
+            pos[b, width - len(seq):] = torch.arange(len(seq))
+        out = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, -1]
+        return out, int(attn.sum())
+
+    order: list[int] = []
+
+    def batches(rng):
+        nonlocal order
+        batch = []
+        while len(batch) < args.batch:
+            if not order:
+                order = list(range(len(train_set)))
+                rng.shuffle(order)
+            batch.append(train_set[order.pop()])
+        return batch
+
+    def loss_of(batch):
+        logits, tokens = verdict_logits(batch)
+        target = torch.tensor([yes_id if correct else no_id for _, correct, _ in batch])
+        return torch.nn.functional.cross_entropy(logits, target), tokens
+
+    def evaluate() -> dict:
+        p_yes, mass = [], []
+        for i in range(0, len(val_set), 256):
+            probs = verdict_logits(val_set[i:i + 256])[0].softmax(-1)
+            p_yes += (probs[:, yes_id] / (probs[:, yes_id] + probs[:, no_id])).tolist()
+            mass += (probs[:, yes_id] + probs[:, no_id]).tolist()
+        correct = [int(c) for _, c, _ in val_set]
+        return {"val_solutions": len(val_set), "val_auroc_outcome": auroc(p_yes, correct),
+                "val_auroc_within": within_auroc(p_yes, correct, [pid for *_, pid in val_set]),
+                "val_verdict_mass": sum(mass) / len(mass),
+                "val_accuracy_at_half": sum((p > 0.5) == bool(c) for p, c in zip(p_yes, correct)) / len(correct)}
+
+    fitted = fit(model, batches, loss_of, evaluate, "val_auroc_within", args)
+    return save(model, args.out, args, fitted, template=JUDGE_TEMPLATE, yes_token=YES, no_token=NO,
+                train_solutions=len(train_set))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
