@@ -136,3 +136,13 @@ def test_bad_training_input_is_one_line_and_exit_2(graded, tmp_path, capsys):
     assert train_judge.main(_few_steps(path, tmp_path / "j") + ["--val-share", "0"]) == 2
     assert "non-empty" in capsys.readouterr().err
     assert not (tmp_path / "v").exists() and not (tmp_path / "j").exists()
+
+
+def test_generative_verifier_trains_on_prefixes_labelled_by_exact_steps(graded, tmp_path):
+    labels, path = graded
+    assert train_judge.main(_few_steps(path, tmp_path / "with")) == 0
+    assert train_judge.main(_few_steps(path, tmp_path / "without") + ["--no-prefixes"]) == 0
+    with_, without = (json.loads((tmp_path / d / "training.json").read_text()) for d in ("with", "without"))
+    train, _ = fit.split(labels, seed=0, val_share=0.25, max_solutions=None)
+    assert with_["train_solutions"] == without["train_solutions"] == without["train_sequences"] == len(train)
+    assert with_["train_sequences"] == len(train) + sum(len(s.steps) - 1 for s in train)

@@ -7,7 +7,10 @@ The tiny policy cannot judge its own work (it knows no words, so ``verifier=judg
 teaches a copy of it one question: the model reads ``JUDGE_TEMPLATE`` filled with the problem and a sampled
 solution and is trained, with cross-entropy on that one position, to write ``YES`` when the solution's final answer
 is right and ``NO`` when it is wrong (GenRM's recipe: verification as next-token prediction). The labels are the
-task's own grades of the policy's samples, made without rollouts.
+task's own grades of the policy's samples, made without rollouts. With ``--prefixes`` (the default) every proper
+prefix of a solution is a training sequence too, labelled by the exact step label (every step so far right): one
+verdict per sequence is a thin signal for a model that must check every line, and short prefixes teach the check of
+one line first. Validation and use read whole solutions only.
 
 Served by vLLM as a generative model like the policy, it is the judge of ``verifier=tiny_judge`` (P(yes) from one
 greedy token's logprobs) and of ``verifier=tiny_sampled_judge`` (the share of yes among K sampled verdicts, every
@@ -50,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-solutions", type=int, default=None,
                    help="train on the file's first training problems up to this many solutions")
     p.add_argument("--eval-every", type=int, default=250, help="validate every this many steps (early stopping)")
+    p.add_argument("--prefixes", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train on every proper prefix of a solution, labelled by its exact step label")
     p.add_argument("--layers", type=int, default=None,
                    help="a fresh transformer of this many layers (with --width) instead of the policy's weights")
     p.add_argument("--width", type=int, default=None, help="hidden size of a fresh transformer (with --layers)")
@@ -86,16 +91,19 @@ def train(args: argparse.Namespace) -> dict:
     vocab = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
     yes_id, no_id = vocab[YES], vocab[NO]
     train_sols, val_sols = split(read_jsonl(args.labels), args.seed, args.val_share, args.max_solutions)
-    print(f"solutions: train {len(train_sols)}, val {len(val_sols)}", flush=True)
 
-    def encode(sol) -> list[int]:
+    def encode(sol, steps) -> list[int]:
         try:
-            return [vocab["<s>"]] + [vocab[c] for c in render(sol.prompt, sol.steps)]
+            return [vocab["<s>"]] + [vocab[c] for c in render(sol.prompt, steps)]
         except KeyError as err:
             raise LabError(f"problem {sol.problem_id}: character {err} is not in the tiny tokenizer") from None
 
-    train_set = [(encode(s), s.correct, s.problem_id) for s in train_sols]
-    val_set = [(encode(s), s.correct, s.problem_id) for s in val_sols]
+    train_set = [(encode(s, s.steps), s.correct, s.problem_id) for s in train_sols]
+    if args.prefixes:
+        train_set += [(encode(s, s.steps[:i]), bool(s.exact[i - 1]), s.problem_id)
+                      for s in train_sols for i in range(1, len(s.steps))]
+    val_set = [(encode(s, s.steps), s.correct, s.problem_id) for s in val_sols]
+    print(f"solutions: train {len(train_sols)} ({len(train_set)} sequences), val {len(val_sols)}", flush=True)
 
     policy = LlamaForCausalLM.from_pretrained(ckpt.resolve(args.init))
     model = fresh_or_policy(policy.config, LlamaForCausalLM, policy.model.state_dict(), args.layers, args.width)
@@ -144,7 +152,7 @@ def train(args: argparse.Namespace) -> dict:
 
     fitted = fit(model, batches, loss_of, evaluate, "val_auroc_within", args)
     return save(model, args.out, args, fitted, template=JUDGE_TEMPLATE, yes_token=YES, no_token=NO,
-                train_solutions=len(train_set))
+                train_solutions=len(train_sols), train_sequences=len(train_set))
 
 
 if __name__ == "__main__":
