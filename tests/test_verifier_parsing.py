@@ -128,3 +128,36 @@ def test_a_prm_server_without_the_step_pooler_is_one_error():
     http, _ = scripted(lambda path, body: {"data": [{"index": 0, "data": [[0.5, 0.5]] * 9}]})
     with pytest.raises(LabError, match=r"returned 9 scores for 2 steps; start its server with the step pooler"):
         prm(http).score(PROBLEM, [cand("17+5=22\nA:22")])
+
+
+def test_prm_input_formats_lay_out_the_question_and_the_steps(tmp_path):
+    """question: the problem as written, a space, the steps (Math-Shepherd); chat: the tokenizer's chat template
+    over system, user and assistant turns (Qwen2.5-Math-PRM); a tokenizer without a template is one error."""
+    from search.tasks.math import MathTask
+    from search.training.tokenizer import save_tokenizer
+
+    save_tokenizer(tmp_path / "tok")
+    cfg = json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())
+    template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+    (tmp_path / "chat").mkdir()
+    for f in (tmp_path / "tok").iterdir():
+        (tmp_path / "chat" / f.name).write_text(f.read_text())
+    (tmp_path / "chat" / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": template}))
+    task = MathTask("math_sample.jsonl", prompt_template="Solve: {problem}\nAnswer:")
+    problem = task.problems("eval", 1)[0]
+    question = task.question(problem)
+    assert question != problem.prompt and question in problem.prompt     # the file's words, not the chat prompt
+    assert task.question(type(problem)(id="not-in-file", prompt="P?", reference="1")) == "P?"
+    c = Candidate(steps=("a", "b"), answer=None, text="a\n\nb", prompt_tokens=0, completion_tokens=0,
+                  finish_reason="stop")
+    http, _ = scripted(lambda path, body: {})
+    flat = question.replace(" ", "")
+    q = PRMVerifier(task, http, "p", "p@1", 1, step_separator=" ", step_joiner="\n", input_format="question")
+    assert q.render(problem, c) == f"{flat} a \nb "
+    chat = PRMVerifier(task, http, "p", "p@1", 1, step_separator=" ", step_joiner="\n", input_format="chat",
+                       system_prompt="S", tokenizer=tmp_path / "chat")
+    assert chat.render(problem, c) == f"<system>S<user>{flat}<assistant>a \nb "
+    bare = PRMVerifier(task, http, "p", "p@1", 1, step_separator=" ", step_joiner="\n", input_format="chat",
+                       tokenizer=tmp_path / "tok")
+    with pytest.raises(LabError, match="has no chat template; use input_format=question or prompt"):
+        bare.render(problem, c)
