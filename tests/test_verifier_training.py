@@ -81,9 +81,9 @@ def test_pairwise_loss_is_the_mean_over_right_wrong_pairs_of_one_problem():
     problems = ["a", "a", "a", "b", "b", "c"]               # c has no wrong solution: no pair
     pairs = [(0, 1), (0, 2), (3, 4)]
     expected = -sum(math.log(1 / (1 + math.exp(-(scores[r] - scores[w]).item()))) for r, w in pairs) / len(pairs)
-    assert train_prm.pairwise_loss(scores, correct, problems).item() == pytest.approx(expected, rel=1e-6)
+    assert fit.pairwise_loss(scores, correct, problems).item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(LabError, match="no problem with both"):
-        train_prm.pairwise_loss(scores[5:], correct[5:], problems[5:])
+        fit.pairwise_loss(scores[5:], correct[5:], problems[5:])
 
 
 def _few_steps(path, out):
@@ -146,3 +146,9 @@ def test_generative_verifier_trains_on_prefixes_labelled_by_exact_steps(graded, 
     train, _ = fit.split(labels, seed=0, val_share=0.25, max_solutions=None)
     assert with_["train_solutions"] == without["train_solutions"] == without["train_sequences"] == len(train)
     assert with_["train_sequences"] == len(train) + sum(len(s.steps) - 1 for s in train)
+
+
+def test_generative_verifier_with_a_pairwise_term(graded, tmp_path):
+    _, path = graded
+    assert train_judge.main(_few_steps(path, tmp_path / "p") + ["--pairwise", "1.0"]) == 0
+    assert json.loads((tmp_path / "p" / "training.json").read_text())["pairwise"] == 1.0

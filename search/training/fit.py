@@ -42,6 +42,21 @@ def split(solutions: Sequence, seed: int, val_share: float, max_solutions: int |
     return train, val
 
 
+def pairwise_loss(scores, correct: Sequence[bool], problems: Sequence[str]):
+    """Mean over every (right, wrong) pair of solutions of one problem of ``-log sigmoid(s_right - s_wrong)``."""
+    import torch
+
+    terms = []
+    for idx in by_problem(range(len(problems)), key=lambda i: problems[i]):
+        right = [i for i in idx if correct[i]]
+        wrong = [i for i in idx if not correct[i]]
+        if right and wrong:
+            terms.append(torch.nn.functional.logsigmoid(scores[right][:, None] - scores[wrong][None, :]).ravel())
+    if not terms:
+        raise LabError("a pairwise batch holds no problem with both a right and a wrong solution")
+    return -torch.cat(terms).mean()
+
+
 def cosine_lr(step: int, lr: float, warmup: int, steps: int) -> float:
     """Linear warmup over ``warmup`` steps, then cosine decay to 5% of ``lr`` at ``steps``."""
     if step < warmup:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from search.analysis.verifier_metrics import auroc, within_auroc
 from search.contracts import LabError
-from search.training.fit import fit, fresh_or_policy, save, split
+from search.training.fit import by_problem, fit, fresh_or_policy, pairwise_loss, save, split
 from search.training.labels import read_jsonl
 from search.training.tokenizer import CHARS, SPECIAL
 
@@ -55,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=250, help="validate every this many steps (early stopping)")
     p.add_argument("--prefixes", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on every proper prefix of a solution, labelled by its exact step label")
+    p.add_argument("--pairwise", type=float, default=0.0,
+                   help="weight of a pairwise ranking loss between right and wrong whole solutions of one problem "
+                        "(on logit(yes) - logit(no)), added to the verdict's cross-entropy; half of each batch is "
+                        "then whole problems")
     p.add_argument("--layers", type=int, default=None,
                    help="a fresh transformer of this many layers (with --width) instead of the policy's weights")
     p.add_argument("--width", type=int, default=None, help="hidden size of a fresh transformer (with --layers)")
@@ -121,22 +125,38 @@ def train(args: argparse.Namespace) -> dict:
         out = model(input_ids=ids, attention_mask=attn, position_ids=pos).logits[:, -1]
         return out, int(attn.sum())
 
-    order: list[int] = []
+    wholes = train_set[:len(train_sols)]          # whole solutions come first in train_set
+    groups = [g for g in by_problem(wholes, key=lambda item: item[2]) if len({c for _, c, _ in g}) == 2]
+    if args.pairwise and not groups:
+        raise LabError("--pairwise needs training problems with both right and wrong solutions; the labels have none")
+    orders: dict[str, list[int]] = {"seq": [], "group": []}
+
+    def draw(rng, kind: str, pool: list):
+        if not orders[kind]:
+            orders[kind] = list(range(len(pool)))
+            rng.shuffle(orders[kind])
+        return pool[orders[kind].pop()]
 
     def batches(rng):
-        nonlocal order
+        """(sequences, how many leading ones are whole problems for the pairwise loss)."""
         batch = []
+        while args.pairwise and len(batch) < args.batch // 2:
+            batch += draw(rng, "group", groups)
+        n_pairwise = len(batch)
         while len(batch) < args.batch:
-            if not order:
-                order = list(range(len(train_set)))
-                rng.shuffle(order)
-            batch.append(train_set[order.pop()])
-        return batch
+            batch.append(draw(rng, "seq", train_set))
+        return batch, n_pairwise
 
-    def loss_of(batch):
+    def loss_of(drawn):
+        batch, n_pairwise = drawn
         logits, tokens = verdict_logits(batch)
         target = torch.tensor([yes_id if correct else no_id for _, correct, _ in batch])
-        return torch.nn.functional.cross_entropy(logits, target), tokens
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        if n_pairwise:
+            score = logits[:n_pairwise, yes_id] - logits[:n_pairwise, no_id]
+            loss = loss + args.pairwise * pairwise_loss(score, [c for _, c, _ in batch[:n_pairwise]],
+                                                        [pid for *_, pid in batch[:n_pairwise]])
+        return loss, tokens
 
     def evaluate() -> dict:
         p_yes, mass = [], []

@@ -32,11 +32,10 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from search.analysis.verifier_metrics import auroc, within_auroc
 from search.contracts import LabError
-from search.training.fit import by_problem, fit, fresh_or_policy, save, split
+from search.training.fit import by_problem, fit, fresh_or_policy, pairwise_loss, save, split
 from search.training.labels import read_jsonl
 from search.training.tokenizer import CHARS, SPECIAL
 from verifiers.prm import render
@@ -213,21 +212,6 @@ def train(args: argparse.Namespace) -> dict:
     fitted = fit(model, batches, loss_of, evaluate, "val_auroc_exact" if args.select == "step" else "val_auroc_within",
                  args)
     return save(model, args.out, args, fitted, separator=SEPARATOR, train_solutions=len(train_set))
-
-
-def pairwise_loss(scores, correct: Sequence[bool], problems: Sequence[str]):
-    """Mean over every (right, wrong) pair of solutions of one problem of ``-log sigmoid(s_right - s_wrong)``."""
-    import torch
-
-    terms = []
-    for idx in by_problem(range(len(problems)), key=lambda i: problems[i]):
-        right = [i for i in idx if correct[i]]
-        wrong = [i for i in idx if not correct[i]]
-        if right and wrong:
-            terms.append(torch.nn.functional.logsigmoid(scores[right][:, None] - scores[wrong][None, :]).ravel())
-    if not terms:
-        raise LabError("a pairwise batch holds no problem with both a right and a wrong solution")
-    return -torch.cat(terms).mean()
 
 
 if __name__ == "__main__":
