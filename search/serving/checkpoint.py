@@ -11,7 +11,8 @@ from pathlib import Path
 from search.contracts import LabError
 
 SHIPPED = {"tiny-policy": Path(__file__).resolve().parents[1] / "tiny" / "policy",
-           "tiny-prm": Path(__file__).resolve().parents[1] / "tiny" / "prm"}
+           "tiny-prm": Path(__file__).resolve().parents[1] / "tiny" / "prm",
+           "tiny-judge": Path(__file__).resolve().parents[1] / "tiny" / "judge"}
 """Checkpoints that ship inside the package, by name."""
 HASHED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
 """Files that, with every *.safetensors file, define a checkpoint's identity."""
