@@ -119,7 +119,8 @@ def arms_figure(table, quality: dict, out_dir: Path) -> Figure:
         return "n/a" if x is None else f"{x:.2f}"
 
     rates = "; ".join(f"{lvl}: TPR {rate(r['tpr'])}, FPR {rate(r['fpr'])}" for lvl, r in quality["matched_flip"].items())
-    fig.suptitle(f"{quality['verifier']} beside the exact oracle and the flip noise of its rates ({rates})",
+    # two lines: one column of panels is narrower than the title with both levels' rates
+    fig.suptitle(f"{quality['verifier']} beside the exact oracle and the flip noise of its rates\n({rates})",
                  fontsize=10)
     return Figure("verifier_arms", f"Accuracy with {quality['verifier']}, with the exact oracle, and with the exact "
                                    f"oracle under flip noise of the verifier's measured rates (outcome rates for "

@@ -195,3 +195,32 @@ def test_verifier_study_end_to_end(tmp_path):
                    "![verifier_arms](verifier_arms.png)"):
         assert needle in text, needle
     assert all((tmp_path / f"{n}.png").stat().st_size > 10_000 for n in ("verifier_roc", "verifier_arms"))
+
+
+TINY_JUDGE = dict(checkpoint="tiny-judge", template="{prompt}{solution}\n=", yes_token="1", no_token="0")
+"""The shipped tiny generative verifier and the prompt and verdict tokens it was trained on (conf/verifier/tiny_judge)."""
+
+
+def test_shipped_judge_serves_the_verdicts_it_was_trained_on():
+    """vLLM's P(yes) from the top logprobs equals a transformers forward pass of the same checkpoint, and the
+    sampled version keeps the verifier contract."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from verifiers.judge import judge
+    from verifiers.sampled_judge import sampled_judge
+
+    served = judge(TASK, **TINY_JUDGE)
+    _, probes = probe(TASK)
+    problem, cands = probes[0]
+    scores = served.score(problem, cands)
+    model = LlamaForCausalLM.from_pretrained(SHIPPED["tiny-judge"]).eval()
+    tok = AutoTokenizer.from_pretrained(SHIPPED["tiny-judge"])
+    yes, no = tok.convert_tokens_to_ids("1"), tok.convert_tokens_to_ids("0")
+    for cand, (p_served,) in zip(cands, scores.steps):
+        ids = tok(served.judge_prompt(problem, cand), return_tensors="pt").input_ids
+        with torch.no_grad():
+            probs = model(input_ids=ids).logits[0, -1].softmax(-1)
+        assert p_served == pytest.approx(float(probs[yes] / (probs[yes] + probs[no])), abs=2e-3)
+    assert len({round(p, 3) for (p,) in scores.steps}) > 1            # it tells candidates apart
+    check_verifier(lambda: sampled_judge(TASK, samples=2, max_prompt_chars=240, **TINY_JUDGE), skip=("long_text",))
