@@ -14,7 +14,7 @@ PACKAGES = ("search", "verifiers", "plots")
 ENTRY_POINTS = {
     "search.run", "search.measure", "search.verifier_study", "search.prm_labels", "search.collect",
     "search.report", "search.server", "search.lab", "search.training.train_policy", "search.training.train_prm",
-    "search.training.stand_ins",
+    "search.training.stand_ins", "search.training.train_judge",
     "plots.__main__", "search.offline", "search.pools", "search.allocate", "search.confidence_vote",
 }
 """Modules that are commands (``lab --help`` lists them)."""
