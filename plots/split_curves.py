@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from plots import Figure, pyplot, save_figure
+from search.ledger import policy_flops
 
 SAMPLES_COLUMN = "verifier.samples"
 """The swept number of verdicts per candidate, as the collector names it."""
@@ -41,8 +42,8 @@ def accuracy_vs_split(table: pd.DataFrame, out_dir: Path, rules: tuple[str, ...]
                 ax.annotate(f"{int(point['k'])}", (point["flops"], point["accuracy"]), fontsize=6, color=colour,
                             xytext=(2, 3), textcoords="offset points")
         if len(majority):
-            ax.plot(majority["flops"], majority["accuracy"], "--", color="grey", lw=1,
-                    label="majority vote (reads no verdict; at K = 1's compute)")
+            ax.plot(majority["flops_policy"], majority["accuracy"], "--", color="grey", lw=1,
+                    label="majority vote (reads no verdict: the policy's compute only)")
         ax.set_xscale("log")
         ax.set_xlabel("FLOPs per problem: policy (k samples) + verifier (k candidates x K verdicts)")
         ax.set_title({"argmax": "best-of-k: the top verdict share", "weighted": "weighted vote: answers weighted "
@@ -60,6 +61,13 @@ def accuracy_vs_split(table: pd.DataFrame, out_dir: Path, rules: tuple[str, ...]
 
 
 def _line(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy, the widest interval and mean FLOPs per k."""
+    """Mean accuracy, the widest interval and mean FLOPs per k: total, and the policy's alone (the ledger's formula
+    on the policy's tokens; NaN for a table collected before it had a policy_params column)."""
+    if "policy_params" in rows and rows["policy_params"].notna().all():
+        rows = rows.assign(flops_policy=[policy_flops(p, t, 0) for p, t in zip(rows["policy_params"],
+                                                                                rows["policy_tokens"])])
+    else:
+        rows = rows.assign(flops_policy=np.nan)
     return rows.groupby("k", as_index=False).agg(
-        accuracy=("accuracy", "mean"), lo=("accuracy_lo", "min"), hi=("accuracy_hi", "max"), flops=("flops", "mean"))
+        accuracy=("accuracy", "mean"), lo=("accuracy_lo", "min"), hi=("accuracy_hi", "max"), flops=("flops", "mean"),
+        flops_policy=("flops_policy", "mean"))

@@ -8,6 +8,7 @@
 - ``reward_vs_k``: reward against k for each false-positive cost (plots/reward_curves.py);
 - ``accuracy_vs_members``: ensembles of flip verifiers against their number of members (plots/ensemble_curves.py);
 - ``accuracy_vs_split``: policy samples k against sampled verdicts K at equal compute (plots/split_curves.py);
+- ``settings_vs_k``: any other sweep's settings side by side against k (plots/settings_curves.py);
 - ``coverage_fit``: coverage with an exponentiated power law fitted on small k (plots/coverage_fit.py);
 - ``strategies_vs_compute``, ``strategies_by_difficulty``: search strategies at equal compute, overall and per
   difficulty bin (plots/strategy_curves.py; the second reads results_by_difficulty.parquet beside the table).
@@ -24,6 +25,7 @@ from plots.coverage_fit import coverage_fit
 from plots.ensemble_curves import accuracy_vs_members
 from plots.noise_curves import accuracy_vs_kl, accuracy_vs_noise, noise_vs_k
 from plots.reward_curves import reward_vs_k
+from plots.settings_curves import settings_vs_k
 from plots.split_curves import accuracy_vs_split
 from plots.strategy_curves import strategies_by_difficulty, strategies_vs_compute
 
@@ -45,7 +47,8 @@ def plot_table(table_path: Path, out_dir: Path) -> list[Figure]:
     figures += accuracy_vs_noise(table, out_dir)
     figures += accuracy_vs_kl(table, out_dir)
     figures += accuracy_vs_members(table, out_dir)
-    figures += accuracy_vs_split(table, out_dir)
+    split = accuracy_vs_split(table, out_dir)
+    figures += split or settings_vs_k(table, out_dir)
     figures += reward_vs_k(table, out_dir)
     figures += coverage_fit(table, out_dir)
     return figures

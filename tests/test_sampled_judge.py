@@ -82,3 +82,19 @@ def test_a_long_solution_is_cut_to_the_context():
                      finish_reason="length")
     judge.score(Problem("p", "Q:1+1\n", "2"), [long])
     assert server.bodies[0]["prompt"] == ["Q:1+1\n" + "x" * 14]
+
+
+def test_the_settings_figure_is_drawn_only_for_plain_sweeps_of_three_or_more_settings(tmp_path):
+    from plots.settings_curves import settings_vs_k
+
+    def rows(measures, noise="none", strategies=("best_of_k",)):
+        return pd.DataFrame([{"verifier": "confidence", "noise": noise, "strategy": s, "verifier.measure": m,
+                              "selection": rule, "k": k, "accuracy": 0.5, "accuracy_lo": 0.4, "accuracy_hi": 0.6}
+                             for s in strategies for m in measures for rule in ("argmax", "majority", "coverage")
+                             for k in (1, 4, 16)])
+
+    [figure] = settings_vs_k(rows(["a", "b", "c"]), tmp_path)
+    assert figure.name == "settings_vs_k" and all(p.exists() for p in figure.paths)
+    assert settings_vs_k(rows(["a", "b"]), tmp_path) == []                         # accuracy_vs_compute draws these
+    assert settings_vs_k(rows(["a", "b", "c"], noise="flip"), tmp_path) == []      # the noise figures do
+    assert settings_vs_k(rows(["a", "b", "c"], strategies=("best_of_k", "beam")), tmp_path) == []

@@ -68,6 +68,7 @@ def job_rows(summary: dict, job: str, swept: list[str] = ()) -> list[dict]:
         "budget": cfg.get("strategy", {}).get("budget"),
         "n_problems": summary["n_problems"],
         "policy": summary["policy_model_id"],
+        "policy_params": summary.get("policy_params"),
         **{f"difficulty_{k}": v for k, v in cfg.get("task", {}).get("difficulty", {}).items() if k != "_target_"},
         "generation_requests": summary.get("generation_requests"),
         "generated_tokens": summary.get("generated_tokens"),
