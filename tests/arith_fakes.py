@@ -32,8 +32,10 @@ class ArithPolicy:
     share of each prompt it reports as served from a prefix cache."""
 
     def __init__(self, slip: float = 0.2, premature: float = 0.0, cached_share: float = 0.0, recover: float = 0.0,
-                 model_id: str = "arith-fake@test", n_params: int = 1000):
+                 model_id: str = "arith-fake@test", n_params: int = 1000, startup_s: float = 0.0):
         self.slip, self.premature, self.cached_share, self.recover = slip, premature, cached_share, recover
+        self.startup_s = startup_s
+        """Seconds the (pretended) server took to start; a run books them as its server_start phase."""
         self.model_id, self.n_params = model_id, n_params
         self.requests = 0
         self.calls: list[tuple[str, SamplingParams]] = []

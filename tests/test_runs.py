@@ -198,3 +198,20 @@ def test_every_field_of_a_record_follows_from_its_pool(tmp_path):
         want = flip_pool(8, c, 0.9, 0.3, [1, 4], 2.0)                 # conf/noise/flip.yaml: tpr 0.9
         for rule in ("argmax", "accept", "abstain", "accept_reward"):
             assert np.allclose(r["by_k"][f"{rule}_closed_form"], want[rule]), rule
+
+
+def test_a_run_books_its_phases_and_they_add_up_to_its_wall_time(tmp_path):
+    """The phases the benches read (bench/sweep_bench.py, bench/throughput.py): their names, the server's start as
+    the policy reports it, each rounded to 10 ms, each non-negative, and together the run's wall time."""
+    summary = run(config(startup_s=0.004), tmp_path)
+    phases = summary["phases_s"]
+    assert list(phases) == ["setup", "server_start", "solve", "summarize"]
+    assert phases["server_start"] == 0.0                      # 4 ms, rounded to 10 ms
+    summary = run(config(startup_s=0.0), tmp_path / "b")
+    phases = summary["phases_s"]
+    assert all(v >= 0 and v == round(v, 2) for v in phases.values()) and summary["wall_s"] == round(summary["wall_s"], 2)
+    assert sum(phases.values()) == pytest.approx(summary["wall_s"], abs=0.05)
+    slow = run(config(startup_s=1.5), tmp_path / "c")["phases_s"]
+    # solve excludes the server's start, which a managed server spends inside the solve loop (here it is only
+    # pretended, so what is left is negative)
+    assert slow["server_start"] == 1.5 and slow["solve"] < 0
