@@ -7,6 +7,7 @@ import json
 import pytest
 
 from search.build import compose
+from search.contracts import LabError
 from search.engine.records import RecordFile, check_run_dir, write_json_atomic
 from search.engine.runner import run
 from tests.arith_fakes import with_fake_policy
@@ -70,6 +71,31 @@ def test_a_new_directory_records_its_config_and_an_empty_one_accepts_another(tmp
     assert json.loads((tmp_path / "run_config.json").read_text()) == {"seed": 1}
     check_run_dir(tmp_path, {"seed": 2})                        # no records yet: the new config replaces the old
     assert json.loads((tmp_path / "run_config.json").read_text()) == {"seed": 2}
+
+
+def test_records_of_another_config_are_one_error_naming_the_first_four_differences(tmp_path):
+    import re
+
+    old = {"seed": 1, "a": {"x": 1, "y": 2}, "b": 3, "c": 4, "d": 5}
+    check_run_dir(tmp_path, old)
+    (tmp_path / "records.jsonl").write_text('{"problem_id": "p"}\n')
+    check_run_dir(tmp_path, dict(old))                                   # the same config: accepted
+    new = {"seed": 2, "a": {"x": 1, "y": 3}, "b": 3, "c": 5, "e": 6}      # d unset, e new, seed, a.y and c changed
+    with pytest.raises(LabError) as err:
+        check_run_dir(tmp_path, new)
+    assert str(err.value) == (
+        f"{tmp_path} holds records of another config (a.y: 2 -> 3; c: 4 -> 5; d: 5 -> (unset); e: (unset) -> 6 "
+        f"and 1 more): run into a new directory (hydra.run.dir=... or hydra.sweep.dir=...), or delete {tmp_path} "
+        f"to start it afresh")
+    with pytest.raises(LabError, match=re.escape("(c: 4 -> 5): run into")):    # one difference: no "more"
+        check_run_dir(tmp_path, dict(old, c=5))
+    assert json.loads((tmp_path / "run_config.json").read_text()) == old  # the refused config is not recorded
+    summary_only = tmp_path / "old_layout"                                # before run_config.json: the summary's
+    summary_only.mkdir()
+    (summary_only / "summary.json").write_text(json.dumps({"config": old}))
+    (summary_only / "records.jsonl").write_text('{"problem_id": "p"}\n')
+    with pytest.raises(LabError, match=re.escape("(seed: 1 -> 2)")):
+        check_run_dir(summary_only, dict(old, seed=2))
 
 
 # -- resume through a whole run -----------------------------------------------------------------------------------

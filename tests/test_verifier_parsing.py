@@ -161,3 +161,27 @@ def test_prm_input_formats_lay_out_the_question_and_the_steps(tmp_path):
                        tokenizer=tmp_path / "tok")
     with pytest.raises(LabError, match="has no chat template; use input_format=question or prompt"):
         bare.render(problem, c)
+
+
+def test_step_tag_id_is_the_separator_as_one_token_after_a_step(tmp_path):
+    """The tiny tokenizer's space is token 22 (4 specials, then the space is character 18); a sentencepiece-style
+    tokenizer writes Math-Shepherd's " ки" as two tokens alone and as one after a step's text, which is the one the
+    pooler must read; a separator that is two tokens even after text is one error."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    from search.training.tokenizer import save_tokenizer
+    from verifiers.prm import step_tag_id
+
+    save_tokenizer(tmp_path / "tiny")
+    assert step_tag_id(tmp_path / "tiny", " ") == 22
+    with pytest.raises(LabError, match=r"step_separator=' \+' is 2 tokens in .*exactly one token"):
+        step_tag_id(tmp_path / "tiny", " +")
+    vocab = {"▁": 0, "▁ки": 1, "▁x": 2, "[UNK]": 3}
+    sp = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    # as Llama's and Mistral's tokenizer.json: prepend "▁" to the text, spaces become "▁", split before each "▁"
+    sp.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    sp.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    (tmp_path / "sp").mkdir()
+    sp.save(str(tmp_path / "sp" / "tokenizer.json"))
+    assert sp.encode(" ки", add_special_tokens=False).ids == [0, 1]          # two tokens alone
+    assert step_tag_id(tmp_path / "sp", " ки") == 1                          # "▁ки", as after a step
