@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from plots import Figure, pyplot, save_figure
-from search.ledger import policy_flops
 
 SAMPLES_COLUMN = "verifier.samples"
 """The swept number of verdicts per candidate, as the collector names it."""
@@ -61,12 +60,9 @@ def accuracy_vs_split(table: pd.DataFrame, out_dir: Path, rules: tuple[str, ...]
 
 
 def _line(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy, the widest interval and mean FLOPs per k: total, and the policy's alone (the ledger's formula
-    on the policy's tokens; NaN for a table collected before it had a policy_params column)."""
-    if "policy_params" in rows and rows["policy_params"].notna().all():
-        rows = rows.assign(flops_policy=[policy_flops(p, t, 0) for p, t in zip(rows["policy_params"],
-                                                                                rows["policy_tokens"])])
-    else:
+    """Mean accuracy, the widest interval and mean FLOPs per k: total, and the policy's alone (NaN for a table
+    collected before it had a flops_policy column)."""
+    if "flops_policy" not in rows:
         rows = rows.assign(flops_policy=np.nan)
     return rows.groupby("k", as_index=False).agg(
         accuracy=("accuracy", "mean"), lo=("accuracy_lo", "min"), hi=("accuracy_hi", "max"), flops=("flops", "mean"),

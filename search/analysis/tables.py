@@ -10,6 +10,7 @@ from pathlib import Path
 
 from search.analysis.pool import RULES
 from search.build import identity
+from search.ledger import policy_flops
 import verifiers.ensemble_noise  # noqa: F401  (registers correlated_flip and ensemble_flip: their fields are columns)
 from verifiers.noise import noise_fields
 
@@ -19,7 +20,7 @@ parameter); a new family's ``fields`` become columns without an edit here."""
 
 
 OPTIONAL_FLOATS = NOISE_COLUMNS + ("noise_seed", "closed_form", "band_lo", "band_hi", "reward_closed_form",
-                                   "reward_band_lo", "reward_band_hi", "false_positive_rate", "flops_served",
+                                   "reward_band_lo", "reward_band_hi", "false_positive_rate", "flops_served", "flops_policy",
                                    "closed_form_diff", "closed_form_p", "closed_form_p_joint",
                                    "reward_closed_form_p_joint")
 """Numeric columns that only some rows fill (a closed form exists only for noise on an exact verifier)."""
@@ -68,7 +69,6 @@ def job_rows(summary: dict, job: str, swept: list[str] = ()) -> list[dict]:
         "budget": cfg.get("strategy", {}).get("budget"),
         "n_problems": summary["n_problems"],
         "policy": summary["policy_model_id"],
-        "policy_params": summary.get("policy_params"),
         **{f"difficulty_{k}": v for k, v in cfg.get("task", {}).get("difficulty", {}).items() if k != "_target_"},
         "generation_requests": summary.get("generation_requests"),
         "generated_tokens": summary.get("generated_tokens"),
@@ -76,7 +76,9 @@ def job_rows(summary: dict, job: str, swept: list[str] = ()) -> list[dict]:
         "job_wall_s": summary.get("wall_s"),
         **{key: flat.get(key) for key in swept},
     }
-    return [dict(base, **row) for row in budget_rows(summary.get("budgets", []))]
+    params = summary.get("policy_params")
+    return [dict(base, **row, flops_policy=policy_flops(params, row["policy_tokens"], 0) if params else None)
+            for row in budget_rows(summary.get("budgets", []))]
 
 
 def budget_rows(budgets: list[dict]) -> list[dict]:
