@@ -235,3 +235,65 @@ def test_paired_test_detects_a_small_fpr_error_the_band_check_misses():
     # 100 further seeds).
     assert (p24 < 0.01).all(), p24
     assert sum(old24) <= 5, old24
+
+
+def _brute_p_joint(d: np.ndarray) -> float:
+    """The joint sign-flip p-value by its definition: every one of the 2^P sign patterns of whole rows, max |t| over
+    the columns that are not all zero, written out without the code under test."""
+    import itertools
+
+    P = d.shape[0]
+    live = ~(np.abs(d) <= 1e-12).all(axis=0)
+
+    def max_t(rows):
+        mean, se = rows.mean(axis=0), rows.std(axis=0, ddof=1) / np.sqrt(P)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(se > 0, np.abs(mean) / se, np.where(np.abs(mean) > 0, np.inf, 0.0))
+        return t[live].max()
+
+    observed = max_t(d)
+    hits = sum(max_t(d * np.array(s)[:, None]) >= observed * (1 - 1e-12)
+               for s in itertools.product((1.0, -1.0), repeat=P))
+    return (1 + hits) / (1 + 2 ** P)
+
+
+def test_paired_agreement_joint_p_against_every_sign_pattern_by_hand():
+    rng = np.random.default_rng(7)
+    for P, shift in ((5, 0.0), (7, 0.3), (9, 0.05)):
+        pred = rng.random((P, 3))
+        meas = pred + shift + rng.normal(0, 0.2, (P, 3))
+        meas[:, 0] = pred[:, 0] + 1e-14                          # within atol: no information, left out
+        r = cf.paired_agreement(meas, pred)
+        assert r["n_flips"] == 2 ** P and r["n_problems"] == P
+        assert r["p_joint"] == pytest.approx(_brute_p_joint(meas - pred), abs=1e-12)
+        assert r["t"][0] == 0 and r["p"][0] == 1 and r["mean_diff"][0] == 0
+        d = meas[:, 1] - pred[:, 1]
+        assert r["se"][1] == pytest.approx(d.std(ddof=1) / np.sqrt(P))
+        assert r["max_abs_t"] == pytest.approx(np.abs(r["t"][1:]).max())
+    # above 2^P > n_flips: Monte Carlo over sign patterns, close to the exact value and reproducible by its seed
+    pred = rng.random((12, 2))
+    meas = pred + 0.05 + rng.normal(0, 0.2, (12, 2))
+    exact = _brute_p_joint(meas - pred)
+    mc = cf.paired_agreement(meas, pred, n_flips=2000, seed=1)
+    assert mc["n_flips"] == 2000 and abs(mc["p_joint"] - exact) < 4 * np.sqrt(exact * (1 - exact) / 2000) + 1e-3
+    assert cf.paired_agreement(meas, pred, n_flips=2000, seed=1)["p_joint"] == mc["p_joint"]
+    assert cf.paired_agreement(meas, pred, n_flips=4096)["n_flips"] == 4096        # 2^12 <= 4096: exhaustive
+    assert cf.paired_agreement(meas, pred, n_flips=4096)["p_joint"] == pytest.approx(exact, abs=1e-12)
+
+
+def test_paired_agreement_inputs_and_signs():
+    one_d = cf.paired_agreement([0.5, 0.6, 0.7, 0.9], [0.4, 0.6, 0.5, 0.6])
+    two_d = cf.paired_agreement([[0.5], [0.6], [0.7], [0.9]], [[0.4], [0.6], [0.5], [0.6]])
+    assert one_d["t"].tolist() == two_d["t"].tolist() and one_d["p_joint"] == two_d["p_joint"]
+    below = cf.paired_agreement(np.zeros((6, 1)), np.full((6, 1), 0.1))           # every problem 0.1 under
+    assert below["t"][0] == -np.inf and below["p"][0] == 0 and below["mean_diff"][0] == pytest.approx(-0.1)
+    assert below["p_joint"] == (1 + 2) / (1 + 64)      # all 64 patterns: only +1 everywhere and -1 everywhere stay
+                                                       # constant (|t| = inf)
+    with pytest.raises(ValueError, match=r"same shape .* got \(3, 2\) and \(3, 1\)"):
+        cf.paired_agreement(np.zeros((3, 2)), np.zeros((3, 1)))
+    with pytest.raises(ValueError, match="at least 2 problems"):
+        cf.paired_agreement(np.zeros((1, 2)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="finite"):
+        cf.paired_agreement([0.1, np.nan], [0.1, 0.2])
+    with pytest.raises(ValueError, match="finite"):
+        cf.paired_agreement([0.1, 0.2], [np.inf, 0.2])
