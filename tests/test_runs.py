@@ -215,3 +215,25 @@ def test_a_run_books_its_phases_and_they_add_up_to_its_wall_time(tmp_path):
     # solve excludes the server's start, which a managed server spends inside the solve loop (here it is only
     # pretended, so what is left is negative)
     assert slow["server_start"] == 1.5 and slow["solve"] < 0
+
+
+def test_a_summarys_fields_follow_from_its_records_and_its_policy(tmp_path):
+    """strategy_accuracy, the ledger totals, the verifier's names and the cache's counts, each against what they
+    mean: recomputed from the records, or counted by hand on a fresh and a warm cache."""
+    cfg = config("noise=flip", "noise.fpr=0.3")
+    cfg.cache_path = str(tmp_path / "cache.sqlite")
+    summary = run(cfg, tmp_path / "cold")
+    recs = records(tmp_path / "cold")
+    assert summary["strategy_accuracy"] == pytest.approx(sum(r["correct"] for r in recs) / len(recs))
+    assert 0 < summary["strategy_accuracy"] < 1                       # so that sum * len or a constant would show
+    assert summary["ledger_totals"] == {key: sum(r["ledger"][key] for r in recs) for key in recs[0]["ledger"]}
+    assert summary["ledger_totals"]["completion_tokens"] > 0
+    assert (summary["verifier"], summary["verifier_base"]) == ("outcome_oracle+flip", "outcome_oracle")
+    assert summary["policy_params"] == 1000 and summary["policy_model_id"] == "arith-fake@test"
+    assert "policy_profile" in summary and summary["policy_profile"]["pass@1"] == pytest.approx(
+        sum(sum(r["pool"]["correct"]) / len(r["pool"]["correct"]) for r in recs) / len(recs))
+    # a fresh cache: every problem's one request goes to the policy; generated tokens are the pools' completions
+    assert (summary["cache_hits"], summary["generation_requests"]) == (0, 12)
+    assert summary["generated_tokens"] == summary["ledger_totals"]["completion_tokens"]
+    warm = run(cfg, tmp_path / "warm")
+    assert (warm["cache_hits"], warm["generation_requests"], warm["generated_tokens"]) == (12, 0, 0)
