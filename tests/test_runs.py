@@ -237,3 +237,39 @@ def test_a_summarys_fields_follow_from_its_records_and_its_policy(tmp_path):
     assert summary["generated_tokens"] == summary["ledger_totals"]["completion_tokens"]
     warm = run(cfg, tmp_path / "warm")
     assert (warm["cache_hits"], warm["generation_requests"], warm["generated_tokens"]) == (12, 0, 0)
+
+
+@pytest.mark.parametrize("strategy", ["best_of_k", "beam_search"])
+def test_the_summary_by_difficulty_is_the_summary_of_each_bin(tmp_path, strategy):
+    """Each difficulty bin's rows are the run's own summary recomputed on that bin's records (by hand for a
+    step-wise run: one row at its budget, under its own selection rule, the share of its records that are right)."""
+    import numpy as np
+
+    from search.analysis.summaries import summarize_budgets, summarize_search
+
+    extra = ("strategy=beam_search", "verifier=process_oracle", "strategy.budget=4") if strategy != "best_of_k" else ()
+    cfg = config(*extra, "n_problems=16")
+    summary = run(cfg, tmp_path)
+    from search.build import build_task
+
+    order = {p.id: i for i, p in enumerate(build_task(cfg).problems("eval", 16))}
+    recs = sorted(records(tmp_path), key=lambda r: order[r["problem_id"]])      # the run's order, not the file's
+    bins = sorted({r["metadata"]["n_ops"] for r in recs})
+    assert len(bins) >= 2 and {row["difficulty_key"] for row in summary["by_difficulty"]} == {"n_ops"}
+    for value in bins:
+        part = [r for r in recs if r["metadata"]["n_ops"] == value]
+        got = [{k: v for k, v in row.items() if k not in ("difficulty_key", "difficulty")}
+               for row in summary["by_difficulty"] if row["difficulty"] == value]
+        if len(part) < 2:
+            assert got == []
+            continue
+        if strategy == "best_of_k":
+            want = summarize_budgets(part, resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+        else:
+            want = summarize_search(part, 4, "argmax", resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+            assert [row["k"] for row in got] == [4] and got[0]["argmax"] == pytest.approx(
+                np.mean([r["correct"] for r in part]))
+        assert got == want
+    if strategy != "best_of_k":
+        (row,) = summary["budgets"]
+        assert row["k"] == 4 and row["argmax"] == pytest.approx(np.mean([r["correct"] for r in recs]))
