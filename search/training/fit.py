@@ -6,9 +6,11 @@ only in how a solution becomes tensors, the loss and the held-out metrics; every
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,56 @@ from typing import Callable, Sequence
 
 from search.contracts import LabError
 from search.seeding import derive_seed
+
+
+def add_training_args(p: argparse.ArgumentParser, steps: int, minutes: float) -> None:
+    """The options every verifier trainer shares (size, schedule, data amount, split, stopping, seed, threads);
+    ``steps`` and ``minutes`` are the trainer's defaults."""
+    p.add_argument("--steps", type=int, default=steps, help="most optimizer steps")
+    p.add_argument("--minutes", type=float, default=minutes, help="stop after this much training time")
+    p.add_argument("--batch", type=int, default=64, help="solutions per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (linear warmup, cosine decay)")
+    p.add_argument("--warmup", type=int, default=50, help="warmup steps")
+    p.add_argument("--val-share", type=float, default=0.1, help="share of problems held out for validation")
+    p.add_argument("--max-solutions", type=int, default=None,
+                   help="train on the solutions of the file's first training problems, up to this many solutions "
+                        "(smaller amounts are subsets of larger ones); the validation problems are the same whatever "
+                        "the amount")
+    p.add_argument("--eval-every", type=int, default=250,
+                   help="validate every this many steps; the checkpoint saved is the one with the best validation "
+                        "score (early stopping)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="a fresh transformer of this many layers (with --width) instead of the policy's weights")
+    p.add_argument("--width", type=int, default=None, help="hidden size of a fresh transformer (with --layers)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+
+
+def run_cli(train: Callable[[argparse.Namespace], dict], args: argparse.Namespace) -> int:
+    """Run a trainer as a command: 0 when it saved its checkpoint, 2 with one ``error:`` line on bad input."""
+    try:
+        train(args)
+    except LabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+class Epochs:
+    """Endless draws from ``pool``: each pass visits every item once, in an order shuffled by the caller's rng."""
+
+    def __init__(self, pool: Sequence):
+        self.pool = pool
+        """The items drawn from."""
+        self.order: list[int] = []
+        """Indices of this pass not drawn yet (drawn from the end)."""
+
+    def draw(self, rng: random.Random):
+        """The next item; a new pass, shuffled by ``rng``, starts when the last one is used up."""
+        if not self.order:
+            self.order = list(range(len(self.pool)))
+            rng.shuffle(self.order)
+        return self.pool[self.order.pop()]
 
 
 def by_problem(items, key=lambda item: item.problem_id) -> list[list]:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from search.analysis.verifier_metrics import auroc, within_auroc
 from search.contracts import LabError
-from search.training.fit import by_problem, fit, fresh_or_policy, pairwise_loss, save, split
+from search.training.fit import (Epochs, add_training_args, by_problem, fit, fresh_or_policy, pairwise_loss,
+                                 run_cli, save, split)
 from search.training.labels import read_jsonl
 from search.training.tokenizer import CHARS, SPECIAL
 
@@ -44,26 +45,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="JSONL from python -m search.prm_labels (--rollouts 0 is enough: only the grades are read)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     p.add_argument("--init", default="tiny-policy", help="policy checkpoint the verifier starts from")
-    p.add_argument("--steps", type=int, default=3000, help="most optimizer steps")
-    p.add_argument("--minutes", type=float, default=15.0, help="stop after this much training time")
-    p.add_argument("--batch", type=int, default=64, help="solutions per step")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (linear warmup, cosine decay)")
-    p.add_argument("--warmup", type=int, default=50, help="warmup steps")
-    p.add_argument("--val-share", type=float, default=0.1, help="share of problems held out for validation")
-    p.add_argument("--max-solutions", type=int, default=None,
-                   help="train on the file's first training problems up to this many solutions")
-    p.add_argument("--eval-every", type=int, default=250, help="validate every this many steps (early stopping)")
     p.add_argument("--prefixes", action=argparse.BooleanOptionalAction, default=True,
                    help="also train on every proper prefix of a solution, labelled by its exact step label")
     p.add_argument("--pairwise", type=float, default=0.0,
                    help="weight of a pairwise ranking loss between right and wrong whole solutions of one problem "
                         "(on logit(yes) - logit(no)), added to the verdict's cross-entropy; half of each batch is "
                         "then whole problems")
-    p.add_argument("--layers", type=int, default=None,
-                   help="a fresh transformer of this many layers (with --width) instead of the policy's weights")
-    p.add_argument("--width", type=int, default=None, help="hidden size of a fresh transformer (with --layers)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_training_args(p, steps=3000, minutes=15.0)
     return p.parse_args(argv)
 
 
@@ -74,13 +62,7 @@ def render(prompt: str, steps) -> str:
 
 def main(argv=None) -> int:
     """CLI: train, save the checkpoint and its training.json; exit 2 with one line on bad input."""
-    args = parse_args(argv)
-    try:
-        train(args)
-    except LabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(train, parse_args(argv))
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -129,22 +111,16 @@ def train(args: argparse.Namespace) -> dict:
     groups = [g for g in by_problem(wholes, key=lambda item: item[2]) if len({c for _, c, _ in g}) == 2]
     if args.pairwise and not groups:
         raise LabError("--pairwise needs training problems with both right and wrong solutions; the labels have none")
-    orders: dict[str, list[int]] = {"seq": [], "group": []}
-
-    def draw(rng, kind: str, pool: list):
-        if not orders[kind]:
-            orders[kind] = list(range(len(pool)))
-            rng.shuffle(orders[kind])
-        return pool[orders[kind].pop()]
+    sequences, problems = Epochs(train_set), Epochs(groups)
 
     def batches(rng):
         """(sequences, how many leading ones are whole problems for the pairwise loss)."""
         batch = []
         while args.pairwise and len(batch) < args.batch // 2:
-            batch += draw(rng, "group", groups)
+            batch += problems.draw(rng)
         n_pairwise = len(batch)
         while len(batch) < args.batch:
-            batch.append(draw(rng, "seq", train_set))
+            batch.append(sequences.draw(rng))
         return batch, n_pairwise
 
     def loss_of(drawn):

@@ -35,7 +35,8 @@ from pathlib import Path
 
 from search.analysis.verifier_metrics import auroc, within_auroc
 from search.contracts import LabError
-from search.training.fit import by_problem, fit, fresh_or_policy, pairwise_loss, save, split
+from search.training.fit import (Epochs, add_training_args, by_problem, fit, fresh_or_policy, pairwise_loss,
+                                 run_cli, save, split)
 from search.training.labels import read_jsonl
 from search.training.tokenizer import CHARS, SPECIAL
 from verifiers.prm import render
@@ -58,23 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--select", choices=("step", "within"), default="step",
                    help="checkpoint kept: best step-level AUROC against the exact labels, or best within-problem "
                         "AUROC of the solution score")
-    p.add_argument("--max-solutions", type=int, default=None,
-                   help="train on the solutions of the file's first training problems, up to "
-                        "this many solutions (smaller amounts are subsets of larger ones); the validation problems are the same whatever the amount")
-    p.add_argument("--layers", type=int, default=None,
-                   help="a fresh transformer of this many layers (with --width) instead of the policy's weights")
-    p.add_argument("--width", type=int, default=None, help="hidden size of a fresh transformer (with --layers)")
-    p.add_argument("--steps", type=int, default=2000, help="most optimizer steps")
-    p.add_argument("--minutes", type=float, default=12.0, help="stop after this much training time")
-    p.add_argument("--batch", type=int, default=64, help="solutions per step")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (linear warmup, cosine decay)")
-    p.add_argument("--warmup", type=int, default=50, help="warmup steps")
-    p.add_argument("--val-share", type=float, default=0.1, help="share of problems held out for validation")
-    p.add_argument("--eval-every", type=int, default=250,
-                   help="validate every this many steps; the checkpoint saved is the one with the best validation "
-                        "AUROC against the exact step labels (early stopping)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    add_training_args(p, steps=2000, minutes=12.0)
     return p.parse_args(argv)
 
 
@@ -113,13 +98,7 @@ def _example(sol, label: str, vocab: dict[str, int]) -> Example:
 
 def main(argv=None) -> int:
     """CLI: train, save the checkpoint and its training.json; exit 2 with one line on bad input."""
-    args = parse_args(argv)
-    try:
-        train(args)
-    except LabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(train, parse_args(argv))
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -161,18 +140,13 @@ def train(args: argparse.Namespace) -> dict:
             attn[b, :len(ex.ids)] = 1
         return ids, attn
 
-    order: list = []
+    epochs = Epochs(train_set if args.objective == "pointwise" else groups)
 
     def batches(rng):
         """Shuffled solutions (pointwise) or whole shuffled problems with right and wrong solutions (pairwise)."""
-        nonlocal order
         batch = []
-        pool = train_set if args.objective == "pointwise" else groups
         while len(batch) < args.batch:
-            if not order:
-                order = list(range(len(pool)))
-                rng.shuffle(order)
-            item = pool[order.pop()]
+            item = epochs.draw(rng)
             batch += [item] if args.objective == "pointwise" else item
         return batch
 
