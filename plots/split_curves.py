@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from plots import Figure, pyplot, save_figure
+from plots.table import curve
 
 SAMPLES_COLUMN = "verifier.samples"
 """The swept number of verdicts per candidate, as the collector names it."""
@@ -30,17 +31,18 @@ def accuracy_vs_split(table: pd.DataFrame, out_dir: Path, rules: tuple[str, ...]
     fig, axes = plt.subplots(1, len(rules), figsize=(6.2 * len(rules), 4.8), sharey=True, squeeze=False)
     values = sorted(table[SAMPLES_COLUMN].dropna().unique())
     colours = plt.cm.viridis(np.linspace(0, 0.85, len(values)))
-    majority = _line(table[(table["selection"] == "majority") & (table[SAMPLES_COLUMN] == values[0])])
+    majority = curve(table[(table["selection"] == "majority") & (table[SAMPLES_COLUMN] == values[0])],
+                     extra=("flops", "flops_policy"))
     for ax, rule in zip(axes[0], rules):
         rows = table[table["selection"] == rule]
         for colour, K in zip(colours, values):
-            line = _line(rows[rows[SAMPLES_COLUMN] == K])
+            line = curve(rows[rows[SAMPLES_COLUMN] == K], extra=("flops",))
             ax.plot(line["flops"], line["accuracy"], "-o", ms=3, color=colour, label=f"K = {int(K)} verdicts")
             ax.fill_between(line["flops"], line["lo"], line["hi"], color=colour, alpha=0.12, lw=0)
             for _, point in line.iterrows():
                 ax.annotate(f"{int(point['k'])}", (point["flops"], point["accuracy"]), fontsize=6, color=colour,
                             xytext=(2, 3), textcoords="offset points")
-        if len(majority):
+        if len(majority) and "flops_policy" in majority:     # a table collected before the column: no line
             ax.plot(majority["flops_policy"], majority["accuracy"], "--", color="grey", lw=1,
                     label="majority vote (reads no verdict: the policy's compute only)")
         ax.set_xscale("log")
@@ -58,12 +60,3 @@ def accuracy_vs_split(table: pd.DataFrame, out_dir: Path, rules: tuple[str, ...]
                                         "more verdicts per candidate, for each rule that reads the verdicts.",
                    save_figure(fig, out_dir, "accuracy_vs_split"))]
 
-
-def _line(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy, the widest interval and mean FLOPs per k: total, and the policy's alone (NaN for a table
-    collected before it had a flops_policy column)."""
-    if "flops_policy" not in rows:
-        rows = rows.assign(flops_policy=np.nan)
-    return rows.groupby("k", as_index=False).agg(
-        accuracy=("accuracy", "mean"), lo=("accuracy_lo", "min"), hi=("accuracy_hi", "max"), flops=("flops", "mean"),
-        flops_policy=("flops_policy", "mean"))

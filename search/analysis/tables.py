@@ -20,8 +20,8 @@ parameter); a new family's ``fields`` become columns without an edit here."""
 
 
 OPTIONAL_FLOATS = NOISE_COLUMNS + ("noise_seed", "closed_form", "band_lo", "band_hi", "reward_closed_form",
-                                   "reward_band_lo", "reward_band_hi", "false_positive_rate", "flops_served", "flops_policy",
-                                   "closed_form_diff", "closed_form_p", "closed_form_p_joint",
+                                   "reward_band_lo", "reward_band_hi", "false_positive_rate", "flops_served",
+                                   "flops_policy", "closed_form_diff", "closed_form_p", "closed_form_p_joint",
                                    "reward_closed_form_p_joint")
 """Numeric columns that only some rows fill (a closed form exists only for noise on an exact verifier)."""
 NAMED = ("seed", "strategy.seed", "strategy.budget", "fp_cost", "noise.seed", "noise._target_", "noise.family",
