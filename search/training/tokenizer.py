@@ -13,17 +13,18 @@ SPECIAL = ["<pad>", "<s>", "</s>", "<unk>"]
 """Pad, beginning-of-sequence, end-of-sequence and unknown, with ids 0..3."""
 CHARS = list("0123456789+-*=:\nQA ")
 """Every character the arithmetic task writes (plus a space, so hand-written prompts do not fail)."""
+VOCAB = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
+"""Token id of every special token and character: the tokenizer's vocabulary, for the trainers' own encoding."""
 
 
 def build_tokenizer():
     """A fast tokenizer: one token per character, ``<s>`` prepended to every encoded text."""
     from tokenizers import Tokenizer, decoders, models, processors
 
-    vocab = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok = Tokenizer(models.BPE(vocab=dict(VOCAB), merges=[], unk_token="<unk>"))
     tok.decoder = decoders.Fuse()
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", vocab["<s>"])]
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", VOCAB["<s>"])]
     )
     tok.add_special_tokens(SPECIAL)
     return tok

@@ -28,7 +28,7 @@ from search.contracts import LabError
 from search.training.fit import (Epochs, add_training_args, by_problem, fit, fresh_or_policy, pairwise_loss,
                                  run_cli, save, split)
 from search.training.labels import read_jsonl
-from search.training.tokenizer import CHARS, SPECIAL
+from search.training.tokenizer import VOCAB
 
 JUDGE_TEMPLATE = "{prompt}{solution}\n="
 """The judge prompt of the tiny generative verifier (``{solution}``: the steps joined by newlines). A line that
@@ -74,7 +74,7 @@ def train(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    vocab = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
+    vocab = VOCAB
     yes_id, no_id = vocab[YES], vocab[NO]
     train_sols, val_sols = split(read_jsonl(args.labels), args.seed, args.val_share, args.max_solutions)
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from search.tasks.arith import ArithTask, Difficulty
-from search.training.tokenizer import CHARS, SPECIAL, save_tokenizer
+from search.training.tokenizer import VOCAB, save_tokenizer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
 
-    vocab = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
+    vocab = VOCAB
     task = ArithTask(Difficulty(min_ops=args.min_ops, max_ops=args.max_ops, mul_weight=args.mul_weight,
                                 max_addend=args.max_addend, big_addend_weight=args.big_addend_weight, max_factor=args.max_factor), train_seed=args.seed)
     stream = task.stream("train", args.seed)

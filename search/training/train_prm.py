@@ -38,7 +38,7 @@ from search.contracts import LabError
 from search.training.fit import (Epochs, add_training_args, by_problem, fit, fresh_or_policy, pairwise_loss,
                                  run_cli, save, split)
 from search.training.labels import read_jsonl
-from search.training.tokenizer import CHARS, SPECIAL
+from search.training.tokenizer import VOCAB
 from verifiers.prm import render
 
 SEPARATOR = " "
@@ -110,7 +110,7 @@ def train(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    vocab = {tok: i for i, tok in enumerate(SPECIAL + CHARS)}
+    vocab = VOCAB
     solutions = read_jsonl(args.labels)
     if args.label in ("soft", "hard") and any(not sol.hard for sol in solutions):
         raise LabError(f"--label {args.label} needs Monte-Carlo labels, but {args.labels} was made without "
