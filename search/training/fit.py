@@ -39,6 +39,10 @@ def add_training_args(p: argparse.ArgumentParser, steps: int, minutes: float) ->
     p.add_argument("--layers", type=int, default=None,
                    help="a fresh transformer of this many layers (with --width) instead of the policy's weights")
     p.add_argument("--width", type=int, default=None, help="hidden size of a fresh transformer (with --layers)")
+    p.add_argument("--depth", type=int, default=None,
+                   help="the policy's weights at another depth: its first DEPTH blocks (below the policy's depth), "
+                        "or, at a multiple of it, every block followed by copies whose output projections start at "
+                        "zero (LLaMA Pro block expansion: the model starts as the policy and grows)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
 
@@ -202,18 +206,51 @@ def save(model, out: Path, args, fitted: Fitted, **extra) -> dict:
     return record
 
 
-def fresh_or_policy(config, model_class, init_state, layers: int | None, width: int | None):
+def fresh_or_policy(config, model_class, init_state, layers: int | None, width: int | None,
+                    depth: int | None = None):
     """A model of ``model_class`` on the policy's ``config``: with the policy's transformer weights
-    (``init_state``), or, given ``layers`` and ``width``, a fresh transformer of that shape (heads of 32)."""
+    (``init_state``), at ``depth`` blocks if given (``policy_depth``), or, given ``layers`` and ``width``, a fresh
+    transformer of that shape (heads of 32)."""
     if (layers is None) != (width is None):
         raise LabError("--layers and --width go together (a fresh transformer of that shape); give both or neither")
+    if layers is not None and depth is not None:
+        raise LabError("--depth grows or cuts the policy's transformer; --layers/--width make a fresh one: give one")
     if layers is not None:
         if layers < 1 or width < 32 or width % 32:
             raise LabError(f"--layers {layers} --width {width}: need layers >= 1 and a width that is a multiple of 32")
         config.num_hidden_layers, config.hidden_size = layers, width
         config.intermediate_size, config.head_dim = 4 * width, 32
         config.num_attention_heads = config.num_key_value_heads = width // 32
+    if depth is not None:
+        init_state = policy_depth(init_state, config.num_hidden_layers, depth)
+        config.num_hidden_layers = depth
     model = model_class(config)
     if layers is None:
         model.model.load_state_dict(init_state)
     return model
+
+
+ZEROED = ("self_attn.o_proj.weight", "mlp.down_proj.weight")
+"""The output projections of a block copy in block expansion: zero, so the copy adds nothing to the residual stream
+and the grown model computes exactly what the policy does until training moves them."""
+
+
+def policy_depth(state: dict, layers: int, depth: int) -> dict:
+    """The transformer state dict ``state`` (of ``layers`` blocks) at ``depth`` blocks: its first ``depth`` blocks
+    when ``depth <= layers``; at ``depth = m * layers``, block i followed by m - 1 copies of itself with ``ZEROED``
+    weights at zero (LLaMA Pro's block expansion, Wu et al. 2024)."""
+    if depth < 1 or (depth > layers and depth % layers):
+        raise LabError(f"--depth {depth}: give at most the policy's {layers} blocks, or a multiple of {layers}")
+    out = {k: v for k, v in state.items() if not k.startswith("layers.")}
+    copies = max(1, depth // layers)
+    for new in range(depth):
+        old, copy = divmod(new, copies) if depth > layers else (new, 0)
+        prefix = f"layers.{old}."
+        for key, value in state.items():
+            if key.startswith(prefix):
+                rest = key[len(prefix):]
+                value = value.clone()
+                if copy and rest in ZEROED:
+                    value.zero_()
+                out[f"layers.{new}.{rest}"] = value
+    return out

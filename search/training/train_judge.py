@@ -92,7 +92,8 @@ def train(args: argparse.Namespace) -> dict:
     print(f"solutions: train {len(train_sols)} ({len(train_set)} sequences), val {len(val_sols)}", flush=True)
 
     policy = LlamaForCausalLM.from_pretrained(ckpt.resolve(args.init))
-    model = fresh_or_policy(policy.config, LlamaForCausalLM, policy.model.state_dict(), args.layers, args.width)
+    model = fresh_or_policy(policy.config, LlamaForCausalLM, policy.model.state_dict(), args.layers, args.width,
+                            args.depth)
 
     def verdict_logits(batch):
         """Logits at each sequence's last position (right-aligned by left padding), and tokens read."""

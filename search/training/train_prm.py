@@ -83,11 +83,38 @@ class Example:
     """Whether the solution's final answer is right."""
 
 
+def encode(prompt: str, steps, vocab: dict[str, int] = VOCAB) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Token ids of a solution as the tiny PRM reads it (``<s>`` then ``verifiers.prm.render`` of the prompt and the
+    steps, as its server is sent them) and the positions of the separators, one per step (``render`` removes a
+    separator inside a step, so there is exactly one per step)."""
+    ids = tuple([vocab["<s>"]] + [vocab[c] for c in render(prompt, steps, SEPARATOR, "\n")])
+    return ids, tuple(i for i, t in enumerate(ids) if t == vocab[SEPARATOR])
+
+
+def step_probs(model, encoded, batch: int = 256, pad: int = VOCAB["<pad>"]) -> list[list[float]]:
+    """P(right) at every separator of each ``(ids, tags)`` in ``encoded``, from a token-classification model in
+    eval mode (right-padded batches; the causal mask keeps padding out of every real position)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(encoded), batch):
+            part = encoded[i:i + batch]
+            width = max(len(ids) for ids, _ in part)
+            ids_t = torch.full((len(part), width), pad, dtype=torch.long)
+            attn = torch.zeros((len(part), width), dtype=torch.long)
+            for b, (ids, _) in enumerate(part):
+                ids_t[b, :len(ids)] = torch.tensor(ids)
+                attn[b, :len(ids)] = 1
+            probs = model(input_ids=ids_t, attention_mask=attn).logits.softmax(-1)[..., 1]
+            out += [probs[b, list(tags)].tolist() for b, (_, tags) in enumerate(part)]
+    return out
+
+
 def _example(sol, label: str, vocab: dict[str, int]) -> Example:
     """The model's view of one labelled solution under the chosen label."""
     problem_id = sol.problem_id
-    ids = tuple([vocab["<s>"]] + [vocab[c] for c in render(sol.prompt, sol.steps, SEPARATOR, "\n")])
-    tags = tuple(i for i, t in enumerate(ids) if t == vocab[SEPARATOR])
+    ids, tags = encode(sol.prompt, sol.steps, vocab)
     if len(tags) != len(sol.steps):
         raise LabError(f"a step of problem {problem_id} contains the separator {SEPARATOR!r}")
     if label == "outcome":
@@ -129,7 +156,8 @@ def train(args: argparse.Namespace) -> dict:
     config.architectures = ["LlamaForTokenClassification"]
     config.num_labels = 2
     config.id2label, config.label2id = {0: "wrong", 1: "right"}, {"wrong": 0, "right": 1}
-    model = fresh_or_policy(config, LlamaForTokenClassification, policy.model.state_dict(), args.layers, args.width)
+    model = fresh_or_policy(config, LlamaForTokenClassification, policy.model.state_dict(), args.layers, args.width,
+                            args.depth)
 
     def tensors(batch):
         width = max(len(ex.ids) for ex in batch)
@@ -167,17 +195,14 @@ def train(args: argparse.Namespace) -> dict:
 
     def evaluate() -> dict:
         steps, exact, solution, correct, groups_, sq_errors = [], [], [], [], [], []
-        for i in range(0, len(val_set), 256):
-            batch = val_set[i:i + 256]
-            ids, attn = tensors(batch)
-            probs = model(input_ids=ids, attention_mask=attn).logits.softmax(-1)[..., 1]
-            for b, ex in enumerate(batch):
-                steps += probs[b, list(ex.tags)].tolist()
-                exact += ex.exact
-                solution.append(float(probs[b, ex.tags[-1]]))
-                correct.append(int(ex.correct))
-                groups_.append(ex.problem_id)
-                sq_errors += [(float(probs[b, t]) - y) ** 2 for t, y in zip(ex.train_tags, ex.target)]
+        for ex, probs in zip(val_set, step_probs(model, [(ex.ids, ex.tags) for ex in val_set])):
+            at = dict(zip(ex.tags, probs))
+            steps += probs
+            exact += ex.exact
+            solution.append(probs[-1])
+            correct.append(int(ex.correct))
+            groups_.append(ex.problem_id)
+            sq_errors += [(at[t] - y) ** 2 for t, y in zip(ex.train_tags, ex.target)]
         return {"val_steps": len(steps), "val_auroc_exact": auroc(steps, exact),
                 "val_auroc_outcome": auroc(solution, correct),
                 "val_auroc_within": within_auroc(solution, correct, groups_),
