@@ -13,7 +13,7 @@ import json
 import sys
 
 from search.contracts import LabError
-from search.training.labels import agreement, label_solutions, write_jsonl
+from search.training.labels import agreement, label_tiny_policy, write_jsonl
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,22 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy-url", default=None, help="an already running tiny-policy server (default: start one)")
     ap.add_argument("--cache", default=".lab_cache/generations.sqlite", help="generation cache ('' = off)")
     args = ap.parse_args(argv)
-    from search.serving.cache import CachedPolicy, GenerationCache
-    from search.serving.clients import managed_policy, remote_policy
-    from search.tasks.arith import ArithTask
-
     try:
-        if args.policy_url:
-            from search.serving.checkpoint import SHIPPED, count_params
-
-            policy = remote_policy([args.policy_url], "tiny-policy", n_params=count_params(SHIPPED["tiny-policy"]))
-        else:
-            policy = managed_policy("tiny-policy")
-        if args.cache:
-            policy = CachedPolicy(policy, GenerationCache(args.cache))
-        task = ArithTask()
-        labels = label_solutions(task, policy, task.problems("train", args.problems), args.samples, args.rollouts,
-                                 seed=args.seed)
+        labels = label_tiny_policy(args.problems, args.samples, args.rollouts, args.seed, args.cache or None,
+                                   args.policy_url)
     except LabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

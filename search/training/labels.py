@@ -175,3 +175,23 @@ def read_jsonl(path: str | Path) -> list[LabeledSolution]:
                 raise LabError(f"{path}:{n}: not a label line ({err}); regenerate it with "
                                f"python -m search.prm_labels") from None
     return out
+
+
+def label_tiny_policy(problems: int, samples: int, rollouts: int, seed: int = 0, cache: str | None = None,
+                      policy_url: str | None = None) -> list[LabeledSolution]:
+    """``label_solutions`` of the first ``problems`` training problems of the arithmetic task by the shipped tiny
+    policy: on a managed vLLM server (or the one at ``policy_url``), behind the generation cache at ``cache``."""
+    from search.serving.cache import CachedPolicy, GenerationCache
+    from search.serving.checkpoint import SHIPPED, count_params
+    from search.serving.clients import managed_policy, remote_policy
+    from search.tasks.arith import ArithTask
+
+    if policy_url:
+        policy = remote_policy([policy_url], "tiny-policy", n_params=count_params(SHIPPED["tiny-policy"]))
+    else:
+        policy = managed_policy("tiny-policy")
+    if cache:
+        policy = CachedPolicy(policy, GenerationCache(cache))
+    task = ArithTask()
+    return label_solutions(task, policy, task.problems("train", problems), samples, rollouts, seed=seed)
+
