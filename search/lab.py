@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "labels": ("search.prm_labels", "Monte-Carlo process labels from the tiny policy's rollouts (PRM training data)"),
     "train-policy": ("search.training.train_policy", "train the tiny policy (docs/tiny-world.md has its measured time)"),
     "train-prm": ("search.training.train_prm", "train a tiny PRM or outcome reward model from labels (at most --minutes)"),
+    "verifier-scaling": ("search.verifier_scaling", "verifier scaling study: train verifiers over families x sizes x "
+                                                    "labels, measure each in search (resumable)"),
     "train-judge": ("search.training.train_judge", "train the tiny generative verifier from graded samples"),
     "stand-ins": ("search.training.stand_ins", "random-weight stand-ins of the real checkpoints (LAB_MODELS=DIR, +cpu=...)"),
     "serve": ("search.server", "start a vLLM server on a checkpoint for sweeps and launchers to share"),

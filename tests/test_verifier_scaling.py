@@ -1,0 +1,216 @@
+"""The verifier scaling study (search/verifier_scaling.py) on its small grid, without a server: labels and pools
+from the fake arithmetic policy, a few optimizer steps per cell.
+
+What is checked: every cell trains, is scored and measured; the study's numbers against independent by-hand
+computations from the stored scores (best-of-max_k as the top candidate's grade with ties shared, the within-problem
+AUROC by counting pairs, the generation-verification gap by walking the steps, the baselines); a rerun resumes
+without retraining and a different grid is refused; the sizes: a cut policy keeps its first blocks and a grown one
+computes exactly what the policy does; bad input is one line and exit code 2. The served scores of a trained cell
+against the in-process ones are checked in the server test at the end.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from search.build import compose
+from search.contracts import LabError
+from search.tasks.arith import ArithTask
+from search.training.labels import label_solutions, write_jsonl
+from search import verifier_scaling as study_cli
+from tests.arith_fakes import ArithPolicy, with_fake_policy
+
+TASK = ArithTask()
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    """The small grid run end to end on fake labels (40 problems x 4) and fake pools (8 problems x 8)."""
+    from search.engine.runner import run
+
+    root = tmp_path_factory.mktemp("scaling")
+    labels = root / "labels.jsonl"
+    write_jsonl(label_solutions(TASK, ArithPolicy(slip=0.25), TASK.problems("train", 40), samples=4, rollouts=0,
+                                seed=3), labels)
+    pools = root / "pools"
+    run(with_fake_policy(compose(["n_problems=8", "strategy.budget=8", "bootstrap_resamples=20",
+                                  "weighted_vote_draws=20", "concurrency=1"]), slip=0.3), pools)
+    grid = study_cli.load_grid("small")
+    out = root / "study"
+    report = study_cli.study(grid, out, labels, pools)
+    return grid, out, labels, pools, report
+
+
+def test_every_cell_is_trained_scored_measured_and_reported(small_study):
+    grid, out, _, _, report = small_study
+    names = [c.name for c in study_cli.cells(grid)]
+    assert names == ["exact-policy-20", "exact-policy-80", "pairwise-policy-20", "pairwise-policy-80",
+                     "exact-small-80"]
+    cells = pd.read_csv(out / "cells.csv")
+    assert list(cells.cell) == names
+    for name in names:
+        record = json.loads((out / "cells" / name / "training.json").read_text())
+        assert record["training_flops"] == 6 * record["n_params"] * record["tokens"] > 0
+    small, policy = (cells.set_index("cell").loc[n, "n_params"] for n in ("exact-small-80", "exact-policy-80"))
+    assert small < policy
+    amounts = cells.set_index("cell").train_solutions
+    assert amounts["exact-policy-20"] < amounts["exact-policy-80"]
+    results = pd.read_parquet(out / "results.parquet")
+    for name in names:
+        assert sorted(results[(results.cell == name) & (results.rule == "argmax")].k) == list(range(1, 9))
+    for name in ("report.md", "report.html", "best_vs_training_flops.png", "accuracy_vs_k.png",
+                 "within_auroc_vs_labels.png"):
+        assert (out / name).stat().st_size > 0
+    assert "generation-verification gap" in report.read_text()
+
+
+def _top_grade(part: pd.DataFrame) -> float:
+    """The grade of the highest-scoring candidate, ties shared: best-of-n on the whole pool, by hand."""
+    top = part.score.max()
+    return part[part.score == top].label.mean()
+
+
+def _pairs_auroc(part: pd.DataFrame) -> float | None:
+    right, wrong = part[part.label == 1].score.tolist(), part[part.label == 0].score.tolist()
+    if not right or not wrong:
+        return None
+    wins = sum((r > w) + 0.5 * (r == w) for r, w in itertools.product(right, wrong))
+    return wins / (len(right) * len(wrong))
+
+
+def test_the_numbers_of_a_cell_against_hand_computations(small_study):
+    _, out, _, _, _ = small_study
+    for name in ("exact-policy-80", "pairwise-policy-20"):
+        cdir = out / "cells" / name
+        metrics = json.loads((cdir / "metrics.json").read_text())
+        table = pd.read_parquet(cdir / "scores.parquet")
+        outcome = table[table.level == "outcome"]
+        by_problem = [part for _, part in outcome.groupby("problem_id")]
+        assert len(by_problem) == 8 and all(len(p) == 8 for p in by_problem)
+        assert metrics["best_of_max_k"] == pytest.approx(np.mean([_top_grade(p) for p in by_problem]), abs=1e-12)
+        within = [v for v in map(_pairs_auroc, by_problem) if v is not None]
+        assert metrics["within_auroc"] == pytest.approx(np.mean(within), abs=1e-12)
+        assert metrics["within_problems"] == len(within)
+        assert metrics["within_ci_low"] <= metrics["within_auroc"] <= metrics["within_ci_high"]
+        curve = metrics["curve"]
+        assert curve["accuracy"][0] == pytest.approx(outcome.label.mean(), abs=1e-12)      # k = 1: a random one
+        best = int(np.argmax(curve["accuracy"]))
+        assert (metrics["peak_k"], metrics["peak_accuracy"]) == (curve["k"][best], curve["accuracy"][best])
+        # the gap, by walking each candidate's steps
+        fresh_right, fresh_judged = [], []
+        for (_, _), steps in table[table.level == "step"].groupby(["problem_id", "candidate"]):
+            prefix_ok = True
+            for _, row in steps.sort_values("step").iterrows():
+                if prefix_ok:
+                    fresh_right.append(row.label == 1)
+                    fresh_judged.append((row.score >= 0.5) == (row.label == 1))
+                prefix_ok = prefix_ok and row.label == 1
+        assert metrics["gap_steps"] == len(fresh_right)
+        assert metrics["policy_step_accuracy"] == pytest.approx(np.mean(fresh_right))
+        assert metrics["verifier_step_accuracy"] == pytest.approx(np.mean(fresh_judged))
+        assert metrics["verifier_solution_accuracy"] == pytest.approx(
+            ((outcome.score >= 0.5) == (outcome.label == 1)).mean())
+
+
+def test_baselines_are_the_pools_own_coverage_and_majority(small_study):
+    _, out, _, pools, _ = small_study
+    results = pd.read_parquet(out / "results.parquet")
+    base = results[results.cell == "baseline"].set_index(["rule", "k"]).accuracy
+    summary = json.loads((pools / "summary.json").read_text())
+    rows = {row["k"]: row for row in summary["budgets"]}
+    for k in (1, 2, 4, 8):
+        assert base["coverage", k] == pytest.approx(rows[k]["coverage"], abs=1e-12)
+        assert base["majority", k] == pytest.approx(rows[k]["majority"], abs=1e-12)
+
+
+def test_a_rerun_resumes_without_training_and_another_grid_is_refused(small_study):
+    grid, out, labels, pools, _ = small_study
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/training.json")}
+    before = (out / "cells.csv").read_text()
+    study_cli.study(grid, out, labels, pools)
+    assert {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*/training.json")} == stamp
+    assert (out / "cells.csv").read_text() == before
+    other = {**grid, "max_k": 4}
+    with pytest.raises(LabError, match="another grid"):
+        study_cli.study(other, out, labels, pools)
+
+
+def test_a_cut_policy_keeps_its_first_blocks_and_a_grown_one_computes_the_policy():
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from search.serving import checkpoint as ckpt
+    from search.training.fit import fresh_or_policy
+
+    policy = LlamaForCausalLM.from_pretrained(ckpt.resolve("tiny-policy")).eval()
+    state = policy.model.state_dict()
+    ids = torch.tensor([[1, 5, 9, 12, 7, 3, 20, 11]])
+    grown = fresh_or_policy(LlamaForCausalLM.from_pretrained(ckpt.resolve("tiny-policy")).config, LlamaForCausalLM,
+                            state, None, None, depth=8).eval()
+    grown.lm_head.weight = grown.model.embed_tokens.weight
+    with torch.no_grad():
+        assert torch.allclose(grown(input_ids=ids).logits, policy(input_ids=ids).logits, atol=1e-5)
+    assert sum(p.numel() for p in grown.model.layers.parameters()) == 2 * sum(
+        p.numel() for p in policy.model.layers.parameters())
+    cut = fresh_or_policy(LlamaForCausalLM.from_pretrained(ckpt.resolve("tiny-policy")).config, LlamaForCausalLM,
+                          state, None, None, depth=2)
+    assert len(cut.model.layers) == 2
+    for key, value in cut.model.layers.state_dict().items():
+        assert torch.equal(value, state[f"layers.{key}"])
+    with pytest.raises(LabError, match="multiple of 4"):
+        fresh_or_policy(policy.config, LlamaForCausalLM, state, None, None, depth=6)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--grid", "nope"], "no such grid file"),
+    (["--labels", "/nonexistent.jsonl"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, words, capsys, tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        study_cli.main([*argv, "--out", str(tmp_path / "s")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and words in err[0]
+
+
+def test_a_grid_with_an_unknown_family_or_size_names_it(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    grid = study_cli.load_grid("small")
+    grid["cells"] = [{"family": ["exact", "nope"], "size": ["policy"], "amount": [20]}]
+    bad.write_text(json.dumps(grid))
+    with pytest.raises(LabError, match="family 'nope'"):
+        study_cli.load_grid(str(bad))
+    grid["cells"] = [{"family": ["exact"], "size": ["huge"], "amount": [20]}]
+    bad.write_text(json.dumps(grid))
+    with pytest.raises(LabError, match="size 'huge'"):
+        study_cli.load_grid(str(bad))
+
+
+@pytest.mark.server
+def test_the_in_process_scores_are_what_the_pooling_server_returns(small_study):
+    """A trained cell served by vLLM as any PRM (verifier=prm verifier.checkpoint=DIR) scores the pools' candidates
+    as the study scored them in process."""
+    from search.build import build_verifier
+    from search.engine.stored_pools import load_pools
+
+    _, out, _, pools, _ = small_study
+    cdir = out / "cells" / "exact-policy-80"
+    table = pd.read_parquet(cdir / "scores.parquet")
+    cfg = compose(["verifier=prm", f"verifier.checkpoint={cdir}"])
+    task, stored = load_pools(pools)
+    verifier, _ = build_verifier(cfg, task)
+    try:
+        for sp in stored[:3]:
+            served = verifier.score(sp.problem, sp.candidates).steps
+            mine = table[(table.problem_id == sp.problem.id) & (table.level == "step")]
+            for i, steps in enumerate(served):
+                if sp.candidates[i].steps:
+                    expect = mine[mine.candidate == i].sort_values("step").score.to_numpy()
+                    assert np.allclose(steps, expect, atol=2e-3)
+    finally:
+        getattr(verifier, "close", lambda: None)()
