@@ -67,8 +67,8 @@ def strategies(problems: Sequence, verifiers: Sequence[str], m: int = 0, extra_k
         for j, v in enumerate(verifiers, 1):
             acc[i, j] = estimators.best_of_k_curve(p.scores[v][m:m + n], [float(c) for c in correct], ks)
             if weighted_draws:      # no closed form: Monte Carlo over k-subsets, seeded per problem
-                acc[i, j + len(verifiers)] = [estimators.weighted_vote_at_k(
-                    answers, p.scores[v][m:m + n], correct, k, n_draws=weighted_draws, seed=i)[0] for k in ks]
+                acc[i, j + len(verifiers)] = estimators.weighted_vote_curve(
+                    answers, p.scores[v][m:m + n], correct, ks, n_draws=weighted_draws, seed=i)[0]
         if m:
             fallback[i] = estimators.majority_at_k(list(p.answers[:m]), list(p.correct[:m]), m)
     return Strategies(rules, ks, acc, fallback, m)

@@ -12,6 +12,7 @@ from typing import Hashable, Sequence
 import numpy as np
 
 _BLOCK = 1 << 22  # elements per temporary array in the chunked loops (bounds memory for big n)
+_CHUNK = 1 << 14  # elements per temporary array in the weighted-vote loop (cache-sized; see weighted_vote_curve)
 
 
 def _int(name: str, x, lo: int, hi: int | None = None) -> int:
@@ -187,51 +188,77 @@ def majority_at_k(answers: Sequence[Hashable], correct: Sequence[bool], k: int) 
     return float(majority_curve(answers, correct, [k])[0])
 
 
-def _weighted_scores(idx: np.ndarray, cls: np.ndarray, w: np.ndarray, good: np.ndarray, tol: float) -> np.ndarray:
-    d, m = idx.shape[0], len(good)
-    c, ww = cls[idx], w[idx]
-    v = c >= 0
-    flat = np.broadcast_to(np.arange(d)[:, None] * m, idx.shape)[v] + c[v]
-    votes = np.bincount(flat, weights=ww[v], minlength=d * m).reshape(d, m)
-    present = np.bincount(flat, minlength=d * m).reshape(d, m) > 0
-    votes = np.where(present, votes, -np.inf)  # an absent answer must not beat negative weight sums with 0
-    tied = present & (votes >= votes.max(axis=1, keepdims=True) - tol)
-    n_tied = tied.sum(axis=1)
-    return np.where(n_tied > 0, (tied & good).sum(axis=1) / np.maximum(n_tied, 1), 0.0)
+def _weighted_scores(order: np.ndarray, ks: np.ndarray, cls: np.ndarray, w: np.ndarray, good: np.ndarray,
+                     tol: float) -> np.ndarray:
+    """Weighted-vote value of every subset order[d, :k], for increasing ks: an array (len(ks), len(order))."""
+    d, m, K = order.shape[0], len(good), len(ks)
+    top = order[:, :ks[-1]]
+    # Position i of a draw lies in segment s, the first budget with i < ks[s]; one bincount sums the weights and
+    # counts the samples of every (answer, segment, draw), and a cumulative sum over segments gives every budget's
+    # votes. None answers go to an extra answer m that never wins. Summing by segments rounds differently from
+    # summing sample by sample only in the last bits, which the tie tolerance absorbs.
+    seg = np.searchsorted(ks, np.arange(ks[-1]), side="right")
+    flat = (np.where(cls >= 0, cls, m) * (K * d))[top] + (seg * d + np.arange(d)[:, None])
+    size = (m + 1) * K * d
+    votes = np.bincount(flat.ravel(), weights=w[top].ravel(), minlength=size).reshape(m + 1, K, d)[:m]
+    present = np.bincount(flat.ravel(), minlength=size).reshape(m + 1, K, d)[:m].cumsum(axis=1) > 0
+    # an absent answer must not beat negative weight sums with 0
+    votes = np.where(present, votes.cumsum(axis=1), -np.inf)
+    tied = present & (votes >= votes.max(axis=0) - tol)
+    n_tied = tied.sum(axis=0)
+    return np.where(n_tied > 0, tied[good].sum(axis=0) / np.maximum(n_tied, 1), 0.0)
 
 
-def weighted_vote_at_k(answers: Sequence[Hashable], weights: Sequence[float], correct: Sequence[bool], k: int,
-                       n_draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Monte Carlo estimate of weighted-majority accuracy at k, with its standard error.
+def weighted_vote_curve(answers: Sequence[Hashable], weights: Sequence[float], correct: Sequence[bool],
+                        ks: Sequence[int], n_draws: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo estimates of weighted-majority accuracy for every k in ks, with their standard errors.
 
     Each answer's vote is the sum of its samples' verifier weights; None answers do not vote; ties at the top weight
     (equal up to 1e-12 of the total |weight|, to absorb summation rounding) count 1/(number tied) if the correct
-    answer is among them; a subset with no vote is wrong. Averages over n_draws random k-subsets (deterministic
-    given seed); k == n has a single subset and is computed exactly with standard error 0 (nan if n_draws == 1).
-    Args: answers, weights, correct (one per sample), k in 1..n, n_draws >= 1, seed.
-    Complexity: O(n_draws * n) time, memory bounded by chunking.
+    answer is among them; a subset with no vote is wrong. Each k averages over n_draws random k-subsets
+    (deterministic given seed); k == n has a single subset and is computed exactly with standard error 0 (nan if
+    n_draws == 1). Every k reuses the same draws: draw d gives each sample a uniform key (row d of one seeded
+    (n_draws, n) stream) and its k-subset is the k samples with the smallest keys, so the subsets of one draw are
+    nested and the keys are sorted once for all budgets.
+    Args: answers, weights, correct (one per sample), ks subset sizes in 1..n, n_draws >= 1, seed.
+    Returns (estimates, standard errors), arrays aligned with ks.
+    Complexity: O(n_draws * n log n) time, memory bounded by chunking the draws.
     """
     n = _same_len(answers=answers, weights=weights, correct=correct)
-    k = _k(k, n)
+    ks = _ks(ks, n)
     n_draws = _int("n_draws", n_draws, 1)
     w = np.asarray(weights, dtype=float)
     if not np.isfinite(w).all():
         raise ValueError("weights must be finite")
     cls, good = _classes(answers, correct)
+    est, se = np.zeros(len(ks)), np.zeros(len(ks))
     if not good.any():
-        return 0.0, 0.0
+        return est, se
     tol = 1e-12 * max(1.0, float(np.abs(w).sum()))
-    if k == n:
-        return float(_weighted_scores(np.arange(n)[None, :], cls, w, good, tol)[0]), 0.0
+    est[ks == n] = _weighted_scores(np.arange(n)[None, :], np.array([n]), cls, w, good, tol)[0, 0]
+    sampled = np.unique(ks[ks < n])
+    if not len(sampled):
+        return est, se
     rng = np.random.default_rng(seed)
-    step = max(1, _BLOCK // n)
-    vals = []
+    vals = np.empty((len(sampled), n_draws))
+    # Chunks of draws small enough for the temporaries to stay near the CPU cache (fresh pages for big temporaries
+    # cost more than the counting). Keys drawn chunk by chunk are the numbers of one (n_draws, n) draw.
+    step = max(1, _CHUNK // (n + len(sampled) * (len(good) + 1)))
     for b in range(0, n_draws, step):
-        keys = rng.random((min(step, n_draws - b), n))
-        vals.append(_weighted_scores(np.argpartition(keys, k - 1, axis=1)[:, :k], cls, w, good, tol))
-    v = np.concatenate(vals)
-    se = float(v.std(ddof=1) / np.sqrt(n_draws)) if n_draws > 1 else float("nan")
-    return float(v.mean()), se
+        order = np.argsort(rng.random((min(step, n_draws - b), n)), axis=1)
+        vals[:, b:b + step] = _weighted_scores(order, sampled, cls, w, good, tol)
+    for k, v in zip(sampled.tolist(), vals):
+        est[ks == k] = v.mean()
+        se[ks == k] = v.std(ddof=1) / np.sqrt(n_draws) if n_draws > 1 else float("nan")
+    return est, se
+
+
+def weighted_vote_at_k(answers: Sequence[Hashable], weights: Sequence[float], correct: Sequence[bool], k: int,
+                       n_draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """(estimate, standard error) of weighted-majority accuracy at one k (see `weighted_vote_curve` for the rules,
+    arguments and complexity)."""
+    est, se = weighted_vote_curve(answers, weights, correct, [k], n_draws=n_draws, seed=seed)
+    return float(est[0]), float(se[0])
 
 
 def binary_accept_at_k(accepted: Sequence[bool], correct: Sequence[bool], k: int,

@@ -42,10 +42,10 @@ def evaluate_pool(answers: Sequence[str | None], correct: Sequence[bool], scores
     out["coverage"] = [estimators.pass_at_k(n, c, k) for k in ks]
     out["argmax"] = [float(x) for x in estimators.best_of_k_curve(scores, rewards, ks)]
     out["majority"] = [float(x) for x in estimators.majority_curve(answers, correct, ks)]
-    weighted = [estimators.weighted_vote_at_k(answers, scores, correct, k, n_draws=weighted_draws, seed=seed)
-                for k in ks]
-    out["weighted"] = [w for w, _ in weighted]
-    out["weighted_mc_se"] = [se for _, se in weighted]
+    weighted, weighted_se = estimators.weighted_vote_curve(answers, scores, correct, ks, n_draws=weighted_draws,
+                                                           seed=seed)
+    out["weighted"] = [float(w) for w in weighted]
+    out["weighted_mc_se"] = [float(se) for se in weighted_se]
     accepted = [s >= ACCEPT_THRESHOLD for s in scores]
     accept = [estimators.binary_accept_at_k(accepted, correct, k, fp_cost) for k in ks]
     out["accept"] = [a for a, _, _ in accept]
