@@ -11,7 +11,9 @@ from search.engine.runner import resolve_budgets
 
 OVERLAYS = {"cpu"}
 """Groups that overlay other groups' fields (+cpu=policy): tested in test_overlays_change_only_existing_fields."""
-GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in OVERLAYS)
+NOT_HYDRA = {"scaling"}
+"""Folders of grid files a command reads itself (search.verifier_scaling): tested in test_verifier_scaling."""
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in OVERLAYS | NOT_HYDRA)
 REQUIRED = {
     ("policy", "remote"): ["policy.base_urls=[http://127.0.0.1:1]", "policy.model=m", "policy.n_params=1"],
     ("verifier", "prm_remote"): ["verifier.base_urls=[http://127.0.0.1:1]", "verifier.model=m", "verifier.n_params=1",

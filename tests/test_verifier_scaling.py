@@ -178,6 +178,17 @@ def test_bad_input_is_one_line_and_exit_2(argv, words, capsys, tmp_path):
     assert len(err) == 1 and err[0].startswith("error:") and words in err[0]
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in study_cli.GRIDS.glob("*.yaml")))
+def test_every_shipped_grid_loads_with_families_and_amounts_it_claims(name):
+    grid = study_cli.load_grid(name)
+    assert study_cli.cells(grid)
+    if name == "default":      # issue 15's floor: three sizes around the policy's, four amounts spanning 16x
+        sizes = {c.size for c in study_cli.cells(grid)}
+        amounts = sorted({c.amount for c in study_cli.cells(grid)})
+        assert len(sizes) >= 3 and len(amounts) >= 4 and amounts[-1] >= 16 * amounts[0]
+        assert {c.family for c in study_cli.cells(grid)} == set(study_cli.FAMILIES)
+
+
 def test_a_grid_with_an_unknown_family_or_size_names_it(tmp_path):
     bad = tmp_path / "bad.yaml"
     grid = study_cli.load_grid("small")
