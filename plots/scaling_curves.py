@@ -42,29 +42,36 @@ def _baseline(results: pd.DataFrame, rule: str, k: int | None = None) -> pd.Data
 
 
 def best_vs_training_flops(cells: pd.DataFrame, results: pd.DataFrame, max_k: int, out: Path) -> Figure:
+    """Two panels against training FLOPs: best-of-max_k (argmax of the scores) and the verifier-weighted vote at
+    max_k, each with the exact oracle, majority vote and one sample as reference lines."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.2, 4.8), layout="constrained")
-    for label, colour, marker, rows in _lines(cells):
-        y = rows["best_of_max_k"].to_numpy()
-        err = np.vstack([y - rows["best_of_max_k_ci_low"].to_numpy(), rows["best_of_max_k_ci_high"].to_numpy() - y])
-        ax.errorbar(rows["training_flops"], y, yerr=err, marker=marker, color=colour, ms=5, capsize=2, lw=1.2,
-                    label=label, alpha=1.0 if "policy" in label else 0.6)
-    for rule, text in (("coverage", "exact oracle (coverage)"), ("majority", "majority vote")):
-        row = _baseline(results, rule, max_k)
-        ax.axhline(row.accuracy, ls="--", color="black" if rule == "coverage" else "tab:orange", lw=1,
-                   label=f"{text} @{max_k}: {row.accuracy:.3f}")
-    one = _baseline(results, "coverage", 1)
-    ax.axhline(one.accuracy, ls=":", color="grey", lw=1, label=f"one sample (pass@1): {one.accuracy:.3f}")
-    ax.set_xscale("log")
-    ax.set(xlabel="verifier training compute (FLOPs, 6 x parameters x tokens)",
-           ylabel=f"best-of-{max_k} accuracy", ylim=(0, 1.02))
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6.5, frameon=False, loc="lower right", ncol=2)
-    ax.set_title(f"Best-of-{max_k} with each trained verifier against its training compute "
-                 f"(points: label amounts; 95% intervals)", fontsize=8.5)
-    return Figure("best_vs_training_flops", f"What training a verifier buys: best-of-{max_k} accuracy against the "
-                  f"verifier's training FLOPs, between majority vote (floor) and the exact oracle (ceiling).",
-                  save_figure(fig, out, "best_vs_training_flops"))
+    fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.0), sharey=True, layout="constrained")
+    for ax, key, what in ((axes[0], "best_of_max_k", f"best-of-{max_k} (the top-scored candidate)"),
+                          (axes[1], "weighted_max_k", f"weighted vote @{max_k} (answers weighted by summed scores)")):
+        if key not in cells:
+            continue
+        for label, colour, marker, rows in _lines(cells):
+            y = rows[key].to_numpy()
+            err = np.vstack([y - rows[f"{key}_ci_low"].to_numpy(), rows[f"{key}_ci_high"].to_numpy() - y])
+            ax.errorbar(rows["training_flops"], y, yerr=err, marker=marker, color=colour, ms=5, capsize=2, lw=1.2,
+                        label=label, alpha=1.0 if "policy" in label else 0.6)
+        for rule, text in (("coverage", "exact oracle (coverage)"), ("majority", "majority vote")):
+            row = _baseline(results, rule, max_k)
+            ax.axhline(row.accuracy, ls="--", color="black" if rule == "coverage" else "tab:orange", lw=1,
+                       label=f"{text} @{max_k}: {row.accuracy:.3f}")
+        one = _baseline(results, "coverage", 1)
+        ax.axhline(one.accuracy, ls=":", color="grey", lw=1, label=f"one sample (pass@1): {one.accuracy:.3f}")
+        ax.set_xscale("log")
+        ax.set(xlabel="verifier training compute (FLOPs, 6 x parameters x tokens)", ylim=(0, 1.02))
+        ax.set_title(what, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel(f"accuracy at k = {max_k}")
+    axes[0].legend(fontsize=6.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, 0.94), ncol=2)
+    fig.suptitle("Each trained verifier against its training compute (points: label amounts; 95% intervals)",
+                 fontsize=9)
+    return Figure("best_vs_training_flops", f"What training a verifier buys: best-of-{max_k} and the weighted vote "
+                  f"at k = {max_k} against the verifier's training FLOPs, between majority vote and the exact "
+                  f"oracle.", save_figure(fig, out, "best_vs_training_flops"))
 
 
 def accuracy_vs_k(cells: pd.DataFrame, results: pd.DataFrame, out: Path) -> Figure:
@@ -119,10 +126,11 @@ def within_auroc_vs_labels(cells: pd.DataFrame, out: Path) -> Figure:
                     label=label, alpha=1.0 if "policy" in label else 0.6)
     ax.axhline(0.5, ls=":", color="grey", lw=1, label="chance")
     ax.axhline(0.8, ls="--", color="black", lw=0.8, label="0.80 (the shipping bar)")
+    ax.set_ylim(min(0.4, ax.get_ylim()[0]), 0.9)
     ax.set_xscale("log")
     ax.set(xlabel="labelled training solutions", ylabel="within-problem AUROC on the evaluation pools")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6.5, frameon=False)
+    ax.legend(fontsize=6.5, frameon=False, loc="upper left", ncol=2)
     ax.set_title("How well each verifier ranks one problem's candidates, against its labels (95% intervals)",
                  fontsize=8.5)
     return Figure("within_auroc_vs_labels", "Within-problem AUROC (the ranking best-of-k reads) against the amount "
@@ -133,7 +141,7 @@ CELL_COLUMNS = {"cell": "cell", "n_params": "params", "train_solutions": "soluti
                 "training_flops": "train FLOPs", "train_minutes": "min", "auroc": "AUROC", "within_auroc": "within",
                 "within_ci_low": "within lo", "within_ci_high": "within hi", "step_auroc": "step AUROC",
                 "ece": "ECE", "tpr": "TPR", "fpr": "FPR", "best_of_max_k": "best-of-max", "best_of_max_k_ci_low": "lo",
-                "best_of_max_k_ci_high": "hi", "peak_k": "peak k", "peak_accuracy": "at peak",
+                "best_of_max_k_ci_high": "hi", "weighted_max_k": "weighted vote", "peak_k": "peak k", "peak_accuracy": "at peak",
                 "matched_flip_best_of_max_k": "matched flip", "matched_scores_best_of_max_k": "matched scores"}
 """The report's cell table: column -> heading."""
 GAP_COLUMNS = {"cell": "cell", "n_params": "params", "tokens": "training tokens",
@@ -172,7 +180,8 @@ def write_report(out: Path, cells: pd.DataFrame, results: pd.DataFrame, grid: di
         ("h2", "Every trained verifier"),
         ("p", "AUROC is pooled over the evaluation candidates, within is per problem (with its interval), step AUROC "
               "is every step's score against the exact prefix label; TPR/FPR at threshold 0.5; best-of-max is "
-              f"best-of-{max_k} with its interval; matched flip / scores: what the flip noise of the same TPR/FPR and "
+              f"best-of-{max_k} with its interval; weighted vote: answers weighted by the sum of their scores, at "
+              f"k = {max_k}; matched flip / scores: what the flip noise of the same TPR/FPR and "
               f"the Gaussian score noise of the same within-problem logits predict for best-of-{max_k}."),
         ("table", table),
         ("h2", "The generation-verification gap"),

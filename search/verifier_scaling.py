@@ -210,10 +210,10 @@ def score_cell(cdir: Path, task, stored):
     return pd.DataFrame(rows)
 
 
-def cell_metrics(cell: Cell, cdir: Path, table, ks: list[int]) -> dict:
+def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, ks: list[int]) -> dict:
     """Everything the study reports of one verifier: its training record, quality against the exact oracles, the
-    best-of-k curve with intervals and its peak, the matched noise and its predicted curves, the generation-
-    verification gap."""
+    best-of-k curve with intervals and its peak, the weighted vote with its scores, the matched noise and its
+    predicted curves, the generation-verification gap. ``answers``: the pools' answers by problem."""
     from search.analysis import verifier_scaling as vs
     from search.analysis.verifier_metrics import summarize
 
@@ -222,7 +222,8 @@ def cell_metrics(cell: Cell, cdir: Path, table, ks: list[int]) -> dict:
     outcome, step = quality["levels"]["outcome"], quality["levels"].get("step", {})
     curve = vs.curve_summary(vs.argmax_matrix(table, ks), ks)
     matched = vs.matched_curves(table, quality, ks)
-    top = curve.iloc[-1]
+    weighted = vs.curve_summary(vs.weighted_matrix(table, answers, ks), ks)
+    top, vote = curve.iloc[-1], weighted.iloc[-1]
     return {
         "cell": cell.name, "family": cell.family, "size": cell.size, "amount": cell.amount,
         **{k: record.get(k) for k in ("train_solutions", "n_params", "steps_done", "best_step", "tokens",
@@ -232,11 +233,14 @@ def cell_metrics(cell: Cell, cdir: Path, table, ks: list[int]) -> dict:
         **vs.within_auroc_interval(table),
         "best_of_max_k": float(top.accuracy), "best_of_max_k_ci_low": float(top.ci_low),
         "best_of_max_k_ci_high": float(top.ci_high), **vs.peak(curve),
+        "weighted_max_k": float(vote.accuracy), "weighted_max_k_ci_low": float(vote.ci_low),
+        "weighted_max_k_ci_high": float(vote.ci_high),
         "matched_flip_best_of_max_k": float(matched["flip"][-1]) if "flip" in matched else None,
         "matched_scores": quality["matched_scores"].get("outcome"),
         "matched_scores_best_of_max_k": float(matched["scores"][-1]) if "scores" in matched else None,
         **vs.generation_verification_gap(table),
-        "curve": curve.to_dict("list"), "matched_curves": {k: v.tolist() for k, v in matched.items()},
+        "curve": curve.to_dict("list"), "weighted_curve": weighted.to_dict("list"),
+        "matched_curves": {k: v.tolist() for k, v in matched.items()},
     }
 
 
@@ -250,8 +254,9 @@ def collect(out: Path, names: list[str], baselines: dict, ks: list[int]):
     metrics = [json.loads((out / "cells" / name / "metrics.json").read_text()) for name in names]
     rows = []
     for m in metrics:
-        rows += [{"cell": m["cell"], "rule": "argmax", "k": k, "accuracy": a, "ci_low": lo, "ci_high": hi}
-                 for k, a, lo, hi in zip(*(m["curve"][c] for c in ("k", "accuracy", "ci_low", "ci_high")))]
+        for rule, key in (("argmax", "curve"), ("weighted", "weighted_curve")):
+            rows += [{"cell": m["cell"], "rule": rule, "k": k, "accuracy": a, "ci_low": lo, "ci_high": hi}
+                     for k, a, lo, hi in zip(*(m[key][c] for c in ("k", "accuracy", "ci_low", "ci_high")))]
         for rule, values in m["matched_curves"].items():
             rows += [{"cell": m["cell"], "rule": f"matched_{rule}", "k": k, "accuracy": a}
                      for k, a in zip(ks, values)]
@@ -260,7 +265,8 @@ def collect(out: Path, names: list[str], baselines: dict, ks: list[int]):
         rows += [{"cell": "baseline", "rule": rule, **r} for r in curve.to_dict("records")]
     results = pd.DataFrame(rows)
     results.to_parquet(out / "results.parquet", index=False)
-    frame = pd.DataFrame([{k: v for k, v in m.items() if k not in ("curve", "matched_curves", "matched_scores")}
+    frame = pd.DataFrame([{k: v for k, v in m.items() if k not in ("curve", "weighted_curve", "matched_curves",
+                                                                            "matched_scores")}
                           for m in metrics])
     frame.to_csv(out / "cells.csv", index=False)
     return frame, results
@@ -291,6 +297,7 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
     if any(len(sp.candidates) < grid["max_k"] for sp in stored):
         raise LabError(f"{pools} has pools smaller than max_k={grid['max_k']}: give a best-of-k run at budget "
                        f"{grid['max_k']} or more")
+    answers, plain = pool_answers(task, stored)
     grid_cells = cells(grid)
     for i, cell in enumerate(grid_cells, 1):
         cdir = out / "cells" / cell.name
@@ -306,11 +313,10 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
         else:
             table = score_cell(cdir, task, stored)
             table.to_parquet(cdir / "scores.parquet", index=False)
-        metrics = cell_metrics(cell, cdir, table, ks)
+        metrics = cell_metrics(cell, cdir, table, answers, ks)
         (cdir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"== {cell.name}: within AUROC {metrics['within_auroc']:.3f}, best-of-{grid['max_k']} "
               f"{metrics['best_of_max_k']:.3f} ({(time.time() - t0) / 60:.1f} min)", flush=True)
-    answers, plain = pool_answers(task, stored)
     baselines = vs.baseline_matrices(plain, answers, ks)
     frame, results = collect(out, [c.name for c in grid_cells], baselines, ks)
     from search.serving.checkpoint import SHIPPED

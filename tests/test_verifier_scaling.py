@@ -83,8 +83,24 @@ def _pairs_auroc(part: pd.DataFrame) -> float | None:
     return wins / (len(right) * len(wrong))
 
 
+def _weighted_whole_pool(part: pd.DataFrame, answers: list) -> float:
+    """The weighted vote on the whole pool, by hand: each answer's total score, the top total wins (ties shared)."""
+    totals: dict = {}
+    for (_, row), answer in zip(part.sort_values("candidate").iterrows(), answers):
+        if answer is not None:
+            totals.setdefault(answer, [0.0, row.label == 1])[0] += row.score
+    if not totals:
+        return 0.0
+    top = max(t for t, _ in totals.values())
+    tied = [right for t, right in totals.values() if t >= top - 1e-12]
+    return sum(tied) / len(tied)
+
+
 def test_the_numbers_of_a_cell_against_hand_computations(small_study):
-    _, out, _, _, _ = small_study
+    from search.engine.stored_pools import load_pools
+
+    _, out, _, pools, _ = small_study
+    stored = {sp.problem.id: [c.answer for c in sp.candidates] for sp in load_pools(pools)[1]}
     for name in ("exact-policy-80", "pairwise-policy-20"):
         cdir = out / "cells" / name
         metrics = json.loads((cdir / "metrics.json").read_text())
@@ -93,6 +109,8 @@ def test_the_numbers_of_a_cell_against_hand_computations(small_study):
         by_problem = [part for _, part in outcome.groupby("problem_id")]
         assert len(by_problem) == 8 and all(len(p) == 8 for p in by_problem)
         assert metrics["best_of_max_k"] == pytest.approx(np.mean([_top_grade(p) for p in by_problem]), abs=1e-12)
+        assert metrics["weighted_max_k"] == pytest.approx(
+            np.mean([_weighted_whole_pool(p, stored[p.problem_id.iloc[0]]) for p in by_problem]), abs=1e-12)
         within = [v for v in map(_pairs_auroc, by_problem) if v is not None]
         assert metrics["within_auroc"] == pytest.approx(np.mean(within), abs=1e-12)
         assert metrics["within_problems"] == len(within)

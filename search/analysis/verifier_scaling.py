@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from search.analysis.closed_forms import flip_pool, scores_pool
-from search.analysis.estimators import best_of_k_curve, bootstrap_ci, bootstrap_ci_matrix, majority_curve
+from search.analysis.estimators import (best_of_k_curve, bootstrap_ci, bootstrap_ci_matrix, majority_curve,
+                                       weighted_vote_curve)
 from search.analysis.verifier_metrics import auroc
 
 THRESHOLD = 0.5
@@ -31,6 +32,14 @@ def argmax_matrix(table: pd.DataFrame, ks: Sequence[int]) -> np.ndarray:
     """(problems x k): the expected accuracy of best-of-k by the verifier's score on each problem's pool (ties
     uniform, ``best_of_k_curve``)."""
     return np.array([best_of_k_curve(p.score, p.label, ks) for p in by_problem(table)])
+
+
+def weighted_matrix(table: pd.DataFrame, answers: dict[str, Sequence], ks: Sequence[int], draws: int = 2000,
+                    seed: int = 0) -> np.ndarray:
+    """(problems x k): the verifier-weighted vote (each answer's weight the sum of its candidates' scores;
+    ``weighted_vote_curve``, Monte Carlo over ``draws`` k-subsets, exact at k = n) on each problem's pool."""
+    return np.array([weighted_vote_curve(answers[p.problem_id.iloc[0]], p.score, p.label.astype(bool), ks, draws,
+                                         seed)[0] for p in by_problem(table)])
 
 
 def baseline_matrices(table: pd.DataFrame, answers: dict[str, Sequence], ks: Sequence[int]) -> dict[str, np.ndarray]:
