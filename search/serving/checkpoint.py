@@ -12,6 +12,7 @@ from search.contracts import LabError
 
 SHIPPED = {"tiny-policy": Path(__file__).resolve().parents[1] / "tiny" / "policy",
            "tiny-prm": Path(__file__).resolve().parents[1] / "tiny" / "prm",
+           "tiny-prm-exact": Path(__file__).resolve().parents[1] / "tiny" / "prm_exact",
            "tiny-judge": Path(__file__).resolve().parents[1] / "tiny" / "judge"}
 """Checkpoints that ship inside the package, by name."""
 HASHED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
