@@ -132,9 +132,11 @@ def train_args(cell: Cell, grid: dict, labels: Path, out: Path) -> argparse.Name
     args = train_prm.parse_args(argv)
     if "steps" in schedule:
         args.steps = int(schedule["steps"])
+    elif cell.amount is None or "epochs" not in schedule:
+        raise LabError(f"cell {cell.name}: give its training 'steps' (a schedule in epochs needs a number of "
+                       f"solutions, not null, and the grid's training.epochs)")
     else:
-        n = cell.amount or 10**9
-        args.steps = max(int(schedule.get("min_steps", 1)), -(-int(schedule["epochs"]) * n // args.batch))
+        args.steps = max(int(schedule.get("min_steps", 1)), -(-int(schedule["epochs"]) * cell.amount // args.batch))
     return args
 
 

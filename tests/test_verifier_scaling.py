@@ -218,6 +218,9 @@ def test_a_grid_with_an_unknown_family_or_size_names_it(tmp_path):
     bad.write_text(json.dumps(grid))
     with pytest.raises(LabError, match="size 'huge'"):
         study_cli.load_grid(str(bad))
+    grid["cells"] = [{"family": ["exact"], "size": ["policy"], "amount": [None]}]
+    with pytest.raises(LabError, match="give its training 'steps'"):
+        study_cli.train_args(study_cli.cells(grid)[0], grid, tmp_path / "l.jsonl", tmp_path / "c")
 
 
 @pytest.mark.server
