@@ -141,7 +141,8 @@ CELL_COLUMNS = {"cell": "cell", "n_params": "params", "train_solutions": "soluti
                 "training_flops": "train FLOPs", "train_minutes": "min", "auroc": "AUROC", "within_auroc": "within",
                 "within_ci_low": "within lo", "within_ci_high": "within hi", "step_auroc": "step AUROC",
                 "ece": "ECE", "tpr": "TPR", "fpr": "FPR", "best_of_max_k": "best-of-max", "best_of_max_k_ci_low": "lo",
-                "best_of_max_k_ci_high": "hi", "weighted_max_k": "weighted vote", "peak_k": "peak k", "peak_accuracy": "at peak",
+                "best_of_max_k_ci_high": "hi", "weighted_max_k": "weighted vote", "peak_k": "peak k",
+                "peak_accuracy": "at peak",
                 "matched_flip_best_of_max_k": "matched flip", "matched_scores_best_of_max_k": "matched scores"}
 """The report's cell table: column -> heading."""
 GAP_COLUMNS = {"cell": "cell", "n_params": "params", "tokens": "training tokens",
