@@ -21,6 +21,7 @@ REQUIRED = {
     ("verifier", "judge_instruct"): ["verifier.base_urls=[http://127.0.0.1:1]", "verifier.model=m",
                                      "verifier.n_params=1"],
     ("verifier", "plugin"): ["verifier.name=calculator"],
+    ("verifier", "orm"): ["verifier.checkpoint=tiny-prm-exact"],
     ("task", "math500"): ["task.path=math_sample.jsonl"],
     ("task", "gsm8k"): ["task.path=math_sample.jsonl"],
 }

@@ -118,6 +118,23 @@ def test_prm_reads_one_score_per_step_from_the_positive_class():
     assert prm(http, positive_label=0).score(PROBLEM, cands).steps == ((0.1, 0.3, 0.0), (0.0,), (0.8,))
 
 
+def test_an_outcome_reward_model_on_the_pooling_server_gives_one_score_per_candidate():
+    """An ORM trained on the last separator is served like a PRM but is an outcome verifier: the last step's score,
+    nothing a step-wise search could read as a step score."""
+    cands = [cand("17+5=22\n22*3=66\nA:66"), cand(""), cand("17+5=2")]
+
+    def answer(path, body):
+        rows = {0: [[0.1, 0.9], [0.3, 0.7], [0.6, 0.4]], 1: [[0.8, 0.2]]}
+        return {"data": [{"index": i, "data": rows[i]} for i in (0, 1)], "usage": {"prompt_tokens": 50}}
+
+    http, bodies = scripted(answer)
+    orm = prm(http, outcome=True)
+    scores = orm.score(PROBLEM, cands)
+    assert orm.kind == "outcome" and prm(http).kind == "process"
+    assert scores.steps == ((0.4,), (0.0,), (0.2,)) and scores.final == (0.4, 0.0, 0.2) and scores.tokens == 50
+    assert bodies[0][1]["input"] == ["Q:17+5*3\n17+5=22 \n22*3=66 \nA:66 ", "Q:17+5*3\n17+5=2 "]
+
+
 def test_prm_sends_nothing_for_candidates_without_steps():
     http, bodies = scripted(lambda path, body: pytest.fail("no request expected"))
     assert prm(http).score(PROBLEM, [cand(""), cand("")]).steps == ((0.0,), (0.0,)) and not bodies

@@ -225,24 +225,26 @@ def test_a_grid_with_an_unknown_family_or_size_names_it(tmp_path):
 
 @pytest.mark.server
 def test_the_in_process_scores_are_what_the_pooling_server_returns(small_study):
-    """A trained cell served by vLLM as any PRM (verifier=prm verifier.checkpoint=DIR) scores the pools' candidates
-    as the study scored them in process."""
+    """A trained cell served by vLLM as any PRM (verifier=prm verifier.checkpoint=DIR), or as an outcome reward
+    model (verifier=orm), scores the pools' candidates as the study scored them in process."""
     from search.build import build_verifier
     from search.engine.stored_pools import load_pools
 
     _, out, _, pools, _ = small_study
-    cdir = out / "cells" / "exact-policy-80"
-    table = pd.read_parquet(cdir / "scores.parquet")
-    cfg = compose(["verifier=prm", f"verifier.checkpoint={cdir}"])
     task, stored = load_pools(pools)
-    verifier, _ = build_verifier(cfg, task)
-    try:
-        for sp in stored[:3]:
-            served = verifier.score(sp.problem, sp.candidates).steps
-            mine = table[(table.problem_id == sp.problem.id) & (table.level == "step")]
-            for i, steps in enumerate(served):
-                if sp.candidates[i].steps:
-                    expect = mine[mine.candidate == i].sort_values("step").score.to_numpy()
-                    assert np.allclose(steps, expect, atol=2e-3)
-    finally:
-        getattr(verifier, "close", lambda: None)()
+    for conf, cell in (("prm", "exact-policy-80"), ("orm", "pairwise-policy-80")):
+        cdir = out / "cells" / cell
+        table = pd.read_parquet(cdir / "scores.parquet")
+        verifier, _ = build_verifier(compose([f"verifier={conf}", f"verifier.checkpoint={cdir}"]), task)
+        assert verifier.kind == ("process" if conf == "prm" else "outcome")
+        try:
+            for sp in stored[:3]:
+                served = verifier.score(sp.problem, sp.candidates).steps
+                mine = table[(table.problem_id == sp.problem.id) & (table.level == "step")]
+                for i, steps in enumerate(served):
+                    if sp.candidates[i].steps:
+                        expect = mine[mine.candidate == i].sort_values("step").score.to_numpy()
+                        # an ORM is one score per candidate: the last step's
+                        assert np.allclose(steps, expect if conf == "prm" else expect[-1:], atol=2e-3)
+        finally:
+            getattr(verifier, "close", lambda: None)()

