@@ -147,8 +147,10 @@ CELL_COLUMNS = {"cell": "cell", "n_params": "params", "train_solutions": "soluti
 """The report's cell table: column -> heading."""
 GAP_COLUMNS = {"cell": "cell", "n_params": "params", "tokens": "training tokens",
                "policy_step_accuracy": "policy writes a step right", "verifier_step_accuracy": "verifier judges it",
+               "verifier_step_balanced_accuracy": "balanced", "verifier_step_auroc": "step AUROC",
                "policy_solution_accuracy": "policy's solution right", "verifier_solution_accuracy":
-               "verifier judges it"}
+               "verifier judges it ", "verifier_solution_balanced_accuracy": "balanced ",
+               "verifier_solution_auroc": "AUROC"}
 """The report's generation-verification table."""
 
 
@@ -187,7 +189,9 @@ def write_report(out: Path, cells: pd.DataFrame, results: pd.DataFrame, grid: di
         ("table", table),
         ("h2", "The generation-verification gap"),
         ("p", f"On the same evaluation pools: how often the policy writes a step right from a right prefix (and a "
-              f"solution right) against how often each verifier judges it correctly at threshold 0.5. "
+              f"solution right) against how often each verifier judges it correctly at threshold 0.5 (accepting everything scores the policy's "
+              f"own accuracy, so its balanced accuracy, 0.5 for any constant verdict, and AUROC on the same items "
+              f"stand beside it; outcome-trained cells have no step verdicts). "
               f"The policy has {policy['n_params']:,} parameters and was trained on {policy['tokens']:,} tokens."),
         ("table", gap),
     ]

@@ -108,6 +108,10 @@ def cells(grid: dict) -> list[Cell]:
             if amount is not None and (not isinstance(amount, int) or amount < 1):
                 raise LabError(f"cells: amount {amount!r} must be a positive number of solutions, or null (all)")
             cell = Cell(family, size, amount, tuple(sorted((entry.get("training") or {}).items())))
+            schedule = {**grid["training"], **dict(cell.training)}
+            if "steps" not in schedule and (amount is None or "epochs" not in schedule):
+                raise LabError(f"cell {cell.name}: give its training 'steps' (a schedule in epochs needs a number "
+                               f"of solutions, not null, and the grid's training.epochs)")
             out.setdefault(cell.name, cell)
     return list(out.values())
 
@@ -221,7 +225,12 @@ def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, ks: list[int]) ->
 
     record = json.loads((cdir / "training.json").read_text())
     quality = summarize(table, {"threshold": vs.THRESHOLD})
-    outcome, step = quality["levels"]["outcome"], quality["levels"].get("step", {})
+    outcome = quality["levels"]["outcome"]
+    # an outcome-trained model (ORM, pairwise) is read at separators it was never trained on: no step metrics
+    step = quality["levels"].get("step", {}) if FAMILIES[cell.family][0] != "outcome" else {}
+    gap = vs.generation_verification_gap(table)
+    if not step:
+        gap = {k: v for k, v in gap.items() if not k.startswith("verifier_step_")}
     curve = vs.curve_summary(vs.argmax_matrix(table, ks), ks)
     matched = vs.matched_curves(table, quality, ks)
     weighted = vs.curve_summary(vs.weighted_matrix(table, answers, ks), ks)
@@ -240,7 +249,7 @@ def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, ks: list[int]) ->
         "matched_flip_best_of_max_k": float(matched["flip"][-1]) if "flip" in matched else None,
         "matched_scores": quality["matched_scores"].get("outcome"),
         "matched_scores_best_of_max_k": float(matched["scores"][-1]) if "scores" in matched else None,
-        **vs.generation_verification_gap(table),
+        **gap,
         "curve": curve.to_dict("list"), "weighted_curve": weighted.to_dict("list"),
         "matched_curves": {k: v.tolist() for k, v in matched.items()},
     }
@@ -280,13 +289,14 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
 
     from plots.scaling_curves import write_report
     from search.analysis import verifier_scaling as vs
+    from search.engine.records import write_json_atomic
     from search.engine.stored_pools import load_pools
     from search.training import train_prm
     from search.training.labels import read_jsonl
 
     labels = labels or out / "labels.jsonl"
     pools = pools or out / "pools"
-    _check_study_dir(out, {"grid": grid, "labels": str(labels), "pools": str(pools)})
+    _check_study_dir(out, {"grid": grid, "labels": str(labels.resolve()), "pools": str(pools.resolve())})
     if not labels.exists():
         make_labels(grid, labels)
     if any(c.family == "mc" for c in cells(grid)) and any(not sol.hard for sol in read_jsonl(labels)):
@@ -314,9 +324,10 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
             table = pd.read_parquet(cdir / "scores.parquet")
         else:
             table = score_cell(cdir, task, stored)
-            table.to_parquet(cdir / "scores.parquet", index=False)
+            table.to_parquet(cdir / "scores.parquet.tmp", index=False)       # a kill leaves no half-written file
+            (cdir / "scores.parquet.tmp").replace(cdir / "scores.parquet")
         metrics = cell_metrics(cell, cdir, table, answers, ks)
-        (cdir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json_atomic(cdir / "metrics.json", metrics)
         print(f"== {cell.name}: within AUROC {metrics['within_auroc']:.3f}, best-of-{grid['max_k']} "
               f"{metrics['best_of_max_k']:.3f} ({(time.time() - t0) / 60:.1f} min)", flush=True)
     baselines = vs.baseline_matrices(plain, answers, ks)

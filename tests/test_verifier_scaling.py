@@ -56,6 +56,15 @@ def test_every_cell_is_trained_scored_measured_and_reported(small_study):
     for name in names:
         record = json.loads((out / "cells" / name / "training.json").read_text())
         assert record["training_flops"] == 6 * record["n_params"] * record["tokens"] > 0
+        if name.startswith("pairwise"):   # only problems with both right and wrong solutions give pairs
+            from search.training.fit import by_problem, split
+            from search.training.labels import read_jsonl
+
+            train, _ = split(read_jsonl(out.parent / "labels.jsonl"), 0, 0.25, record["max_solutions"])
+            mixed = [g for g in by_problem(train) if len({s.correct for s in g}) == 2]
+            assert record["train_solutions"] == sum(map(len, mixed)) < record["labelled_solutions"]
+        else:
+            assert record["train_solutions"] == record["labelled_solutions"]
     small, policy = (cells.set_index("cell").loc[n, "n_params"] for n in ("exact-small-80", "exact-policy-80"))
     assert small < policy
     amounts = cells.set_index("cell").train_solutions
@@ -119,6 +128,15 @@ def test_the_numbers_of_a_cell_against_hand_computations(small_study):
         assert curve["accuracy"][0] == pytest.approx(outcome.label.mean(), abs=1e-12)      # k = 1: a random one
         best = int(np.argmax(curve["accuracy"]))
         assert (metrics["peak_k"], metrics["peak_accuracy"]) == (curve["k"][best], curve["accuracy"][best])
+        assert metrics["verifier_solution_accuracy"] == pytest.approx(
+            ((outcome.score >= 0.5) == (outcome.label == 1)).mean())
+        right, wrong = outcome[outcome.label == 1], outcome[outcome.label == 0]
+        assert metrics["verifier_solution_balanced_accuracy"] == pytest.approx(
+            ((right.score >= 0.5).mean() + (wrong.score < 0.5).mean()) / 2)
+        assert metrics["verifier_solution_auroc"] == pytest.approx(_pairs_auroc(outcome))
+        if name.startswith("pairwise"):           # trained on the last separator only: no step verdicts
+            assert metrics["step_auroc"] is None and "verifier_step_accuracy" not in metrics
+            continue
         # the gap, by walking each candidate's steps
         fresh_right, fresh_judged = [], []
         for (_, _), steps in table[table.level == "step"].groupby(["problem_id", "candidate"]):
@@ -131,8 +149,6 @@ def test_the_numbers_of_a_cell_against_hand_computations(small_study):
         assert metrics["gap_steps"] == len(fresh_right)
         assert metrics["policy_step_accuracy"] == pytest.approx(np.mean(fresh_right))
         assert metrics["verifier_step_accuracy"] == pytest.approx(np.mean(fresh_judged))
-        assert metrics["verifier_solution_accuracy"] == pytest.approx(
-            ((outcome.score >= 0.5) == (outcome.label == 1)).mean())
 
 
 def test_baselines_are_the_pools_own_coverage_and_majority(small_study):
@@ -219,8 +235,8 @@ def test_a_grid_with_an_unknown_family_or_size_names_it(tmp_path):
     with pytest.raises(LabError, match="size 'huge'"):
         study_cli.load_grid(str(bad))
     grid["cells"] = [{"family": ["exact"], "size": ["policy"], "amount": [None]}]
-    with pytest.raises(LabError, match="give its training 'steps'"):
-        study_cli.train_args(study_cli.cells(grid)[0], grid, tmp_path / "l.jsonl", tmp_path / "c")
+    with pytest.raises(LabError, match="give its training 'steps'"):      # refused before any cell trains
+        study_cli.cells(grid)
 
 
 @pytest.mark.server

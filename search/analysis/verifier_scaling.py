@@ -98,16 +98,27 @@ def generation_verification_gap(table: pd.DataFrame) -> dict:
 
     Steps: every step whose prefix before it is right (the steps the policy wrote from a right state). The policy's
     step accuracy is the share of them it wrote right; the verifier's is the share it judged correctly (score >=
-    ``THRESHOLD`` exactly when the step is right). Solutions: every candidate; the policy's accuracy is the share
-    that are right (pass@1 over candidates), the verifier's the share it judged correctly."""
+    ``THRESHOLD`` exactly when the step is right). Accepting everything already scores the policy's accuracy, so the
+    verifier's balanced accuracy (the mean of its accept rate on right items and reject rate on wrong ones; 0.5 for
+    any constant verdict) and its AUROC on the same items are given beside it. Solutions: every candidate; the
+    policy's accuracy is the share that are right (pass@1 over candidates), the verifier's the share it judged
+    correctly, with the same two companions."""
     steps = table[table.level == "step"].sort_values(["problem_id", "candidate", "step"])
     before = steps.groupby(["problem_id", "candidate"], sort=False).label.shift(1, fill_value=1)
     fresh = steps[before.to_numpy() == 1]
     sols = table[table.level == "outcome"]
     out = {"gap_steps": int(len(fresh)), "gap_solutions": int(len(sols))}
-    if len(fresh):
-        out["policy_step_accuracy"] = float(fresh.label.mean())
-        out["verifier_step_accuracy"] = float(((fresh.score >= THRESHOLD) == (fresh.label == 1)).mean())
-    out["policy_solution_accuracy"] = float(sols.label.mean())
-    out["verifier_solution_accuracy"] = float(((sols.score >= THRESHOLD) == (sols.label == 1)).mean())
+    for level, rows in (("step", fresh), ("solution", sols)):
+        if len(rows):
+            out[f"policy_{level}_accuracy"] = float(rows.label.mean())
+            out.update({f"verifier_{level}_{k}": v for k, v in _verdicts(rows.score, rows.label).items()})
     return out
+
+
+def _verdicts(scores, labels) -> dict:
+    """Accuracy, balanced accuracy and AUROC of the verdicts ``score >= THRESHOLD`` against 0/1 labels."""
+    accept, right = np.asarray(scores) >= THRESHOLD, np.asarray(labels) == 1
+    rates = [accept[right].mean() if right.any() else None, (~accept[~right]).mean() if (~right).any() else None]
+    return {"accuracy": float((accept == right).mean()),
+            "balanced_accuracy": float(np.mean(rates)) if None not in rates else None,
+            "auroc": auroc(scores, labels)}

@@ -210,7 +210,10 @@ def train(args: argparse.Namespace) -> dict:
 
     fitted = fit(model, batches, loss_of, evaluate, "val_auroc_exact" if args.select == "step" else "val_auroc_within",
                  args)
-    return save(model, args.out, args, fitted, separator=SEPARATOR, train_solutions=len(train_set))
+    # the solutions the loss read: a pairwise objective uses only problems with both right and wrong solutions
+    used = len(train_set) if args.objective == "pointwise" else sum(len(g) for g in groups)
+    return save(model, args.out, args, fitted, separator=SEPARATOR, train_solutions=used,
+                labelled_solutions=len(train_set))
 
 
 if __name__ == "__main__":
