@@ -87,8 +87,10 @@ def test_a_slurm_sweep_gives_the_basic_launchers_table(on_cluster, basic, shared
 @pytest.mark.server
 def test_a_job_cancelled_mid_sweep_resumes_into_the_same_table(on_cluster, basic, shared_url, tmp_path):
     cluster = on_cluster
+    # one task of the array at a time: a task is a few seconds, and with all eight running at once on the two-core
+    # node the whole sweep could end between two polls (CI, 2026-11-28); in a queue one is nearly always running
     command = [sys.executable, "-m", "search.run", "-m", *SWEEP, *remote(shared_url), *LAUNCHER,
-               f"hydra.sweep.dir={tmp_path}"]
+               "hydra.launcher.array_parallelism=1", f"hydra.sweep.dir={tmp_path}"]
     t0 = time.monotonic()
     while cluster.jobs():               # the previous test's last tasks may still be ending
         assert time.monotonic() - t0 < 60, cluster.jobs()
