@@ -141,7 +141,9 @@ CELL_COLUMNS = {"cell": "cell", "n_params": "params", "train_solutions": "soluti
                 "training_flops": "train FLOPs", "train_minutes": "min", "auroc": "AUROC", "within_auroc": "within",
                 "within_ci_low": "within lo", "within_ci_high": "within hi", "step_auroc": "step AUROC",
                 "ece": "ECE", "tpr": "TPR", "fpr": "FPR", "best_of_max_k": "best-of-max", "best_of_max_k_ci_low": "lo",
-                "best_of_max_k_ci_high": "hi", "weighted_max_k": "weighted vote", "peak_k": "peak k",
+                "best_of_max_k_ci_high": "hi", "weighted_max_k": "weighted vote",
+                "weighted_minus_majority_ci_low": "vote - majority lo", "weighted_minus_majority_ci_high": "hi ",
+                "peak_k": "peak k",
                 "peak_accuracy": "at peak",
                 "matched_flip_best_of_max_k": "matched flip", "matched_scores_best_of_max_k": "matched scores"}
 """The report's cell table: column -> heading."""
@@ -184,7 +186,7 @@ def write_report(out: Path, cells: pd.DataFrame, results: pd.DataFrame, grid: di
         ("p", "AUROC is pooled over the evaluation candidates, within is per problem (with its interval), step AUROC "
               "is every step's score against the exact prefix label; TPR/FPR at threshold 0.5; best-of-max is "
               f"best-of-{max_k} with its interval; weighted vote: answers weighted by the sum of their scores, at "
-              f"k = {max_k}; matched flip / scores: what the flip noise of the same TPR/FPR and "
+              f"k = {max_k}, with the 95% interval of its paired difference from majority vote over problems; matched flip / scores: what the flip noise of the same TPR/FPR and "
               f"the Gaussian score noise of the same within-problem logits predict for best-of-{max_k}."),
         ("table", table),
         ("h2", "The generation-verification gap"),

@@ -221,6 +221,7 @@ def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, ks: list[int]) ->
     best-of-k curve with intervals and its peak, the weighted vote with its scores, the matched noise and its
     predicted curves, the generation-verification gap. ``answers``: the pools' answers by problem."""
     from search.analysis import verifier_scaling as vs
+    from search.analysis.estimators import bootstrap_ci
     from search.analysis.verifier_metrics import summarize
 
     record = json.loads((cdir / "training.json").read_text())
@@ -233,8 +234,12 @@ def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, ks: list[int]) ->
         gap = {k: v for k, v in gap.items() if not k.startswith("verifier_step_")}
     curve = vs.curve_summary(vs.argmax_matrix(table, ks), ks)
     matched = vs.matched_curves(table, quality, ks)
-    weighted = vs.curve_summary(vs.weighted_matrix(table, answers, ks), ks)
+    votes = vs.weighted_matrix(table, answers, ks)
+    weighted = vs.curve_summary(votes, ks)
     top, vote = curve.iloc[-1], weighted.iloc[-1]
+    # paired over problems: the weighted vote at max_k against majority vote on the same pools
+    lift = votes[:, -1] - vs.baseline_matrices(table, answers, ks[-1:])["majority"][:, 0]
+    lift_lo, lift_hi = bootstrap_ci(lift)
     return {
         "cell": cell.name, "family": cell.family, "size": cell.size, "amount": cell.amount,
         **{k: record.get(k) for k in ("train_solutions", "n_params", "steps_done", "best_step", "tokens",
@@ -245,7 +250,8 @@ def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, ks: list[int]) ->
         "best_of_max_k": float(top.accuracy), "best_of_max_k_ci_low": float(top.ci_low),
         "best_of_max_k_ci_high": float(top.ci_high), **vs.peak(curve),
         "weighted_max_k": float(vote.accuracy), "weighted_max_k_ci_low": float(vote.ci_low),
-        "weighted_max_k_ci_high": float(vote.ci_high),
+        "weighted_max_k_ci_high": float(vote.ci_high), "weighted_minus_majority": float(lift.mean()),
+        "weighted_minus_majority_ci_low": lift_lo, "weighted_minus_majority_ci_high": lift_hi,
         "matched_flip_best_of_max_k": float(matched["flip"][-1]) if "flip" in matched else None,
         "matched_scores": quality["matched_scores"].get("outcome"),
         "matched_scores_best_of_max_k": float(matched["scores"][-1]) if "scores" in matched else None,

@@ -120,6 +120,11 @@ def test_the_numbers_of_a_cell_against_hand_computations(small_study):
         assert metrics["best_of_max_k"] == pytest.approx(np.mean([_top_grade(p) for p in by_problem]), abs=1e-12)
         assert metrics["weighted_max_k"] == pytest.approx(
             np.mean([_weighted_whole_pool(p, stored[p.problem_id.iloc[0]]) for p in by_problem]), abs=1e-12)
+        base = pd.read_parquet(out / "results.parquet")
+        base = base[(base.cell == "baseline") & (base.rule == "majority") & (base.k == 8)].accuracy.iloc[0]
+        assert metrics["weighted_minus_majority"] == pytest.approx(metrics["weighted_max_k"] - base, abs=1e-12)
+        assert metrics["weighted_minus_majority_ci_low"] <= metrics["weighted_minus_majority"] \
+            <= metrics["weighted_minus_majority_ci_high"]
         within = [v for v in map(_pairs_auroc, by_problem) if v is not None]
         assert metrics["within_auroc"] == pytest.approx(np.mean(within), abs=1e-12)
         assert metrics["within_problems"] == len(within)
