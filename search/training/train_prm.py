@@ -83,38 +83,47 @@ class Example:
     """Whether the solution's final answer is right."""
 
 
-def encode(prompt: str, steps, vocab: dict[str, int] = VOCAB) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def encode(prompt: str, steps) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Token ids of a solution as the tiny PRM reads it (``<s>`` then ``verifiers.prm.render`` of the prompt and the
     steps, as its server is sent them) and the positions of the separators, one per step (``render`` removes a
     separator inside a step, so there is exactly one per step)."""
-    ids = tuple([vocab["<s>"]] + [vocab[c] for c in render(prompt, steps, SEPARATOR, "\n")])
-    return ids, tuple(i for i, t in enumerate(ids) if t == vocab[SEPARATOR])
+    ids = tuple([VOCAB["<s>"]] + [VOCAB[c] for c in render(prompt, steps, SEPARATOR, "\n")])
+    return ids, tuple(i for i, t in enumerate(ids) if t == VOCAB[SEPARATOR])
 
 
-def step_probs(model, encoded, batch: int = 256, pad: int = VOCAB["<pad>"]) -> list[list[float]]:
+def right_padded(seqs):
+    """(input ids, attention mask) of token-id sequences, right-padded with ``<pad>`` to the longest (the causal
+    mask keeps padding out of every real position)."""
+    import torch
+
+    width = max(len(seq) for seq in seqs)
+    ids = torch.full((len(seqs), width), VOCAB["<pad>"], dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, seq in enumerate(seqs):
+        ids[b, :len(seq)] = torch.tensor(seq)
+        attn[b, :len(seq)] = 1
+    return ids, attn
+
+
+def step_probs(model, encoded, batch: int = 256) -> list[list[float]]:
     """P(right) at every separator of each ``(ids, tags)`` in ``encoded``, from a token-classification model in
-    eval mode (right-padded batches; the causal mask keeps padding out of every real position)."""
+    eval mode, in right-padded batches."""
     import torch
 
     out = []
     with torch.no_grad():
         for i in range(0, len(encoded), batch):
             part = encoded[i:i + batch]
-            width = max(len(ids) for ids, _ in part)
-            ids_t = torch.full((len(part), width), pad, dtype=torch.long)
-            attn = torch.zeros((len(part), width), dtype=torch.long)
-            for b, (ids, _) in enumerate(part):
-                ids_t[b, :len(ids)] = torch.tensor(ids)
-                attn[b, :len(ids)] = 1
-            probs = model(input_ids=ids_t, attention_mask=attn).logits.softmax(-1)[..., 1]
+            ids, attn = right_padded([seq for seq, _ in part])
+            probs = model(input_ids=ids, attention_mask=attn).logits.softmax(-1)[..., 1]
             out += [probs[b, list(tags)].tolist() for b, (_, tags) in enumerate(part)]
     return out
 
 
-def _example(sol, label: str, vocab: dict[str, int]) -> Example:
+def _example(sol, label: str) -> Example:
     """The model's view of one labelled solution under the chosen label."""
     problem_id = sol.problem_id
-    ids, tags = encode(sol.prompt, sol.steps, vocab)
+    ids, tags = encode(sol.prompt, sol.steps)
     if len(tags) != len(sol.steps):
         raise LabError(f"a step of problem {problem_id} contains the separator {SEPARATOR!r}")
     if label == "outcome":
@@ -137,14 +146,13 @@ def train(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    vocab = VOCAB
     solutions = read_jsonl(args.labels)
     if args.label in ("soft", "hard") and any(not sol.hard for sol in solutions):
         raise LabError(f"--label {args.label} needs Monte-Carlo labels, but {args.labels} was made without "
                        f"rollouts; use --label exact or --label outcome, or relabel with --rollouts 8")
     train_sols, val_sols = split(solutions, args.seed, args.val_share, args.max_solutions)
-    train_set = [_example(sol, args.label, vocab) for sol in train_sols]
-    val_set = [_example(sol, args.label, vocab) for sol in val_sols]
+    train_set = [_example(sol, args.label) for sol in train_sols]
+    val_set = [_example(sol, args.label) for sol in val_sols]
     print(f"solutions: train {len(train_set)}, val {len(val_set)}", flush=True)
     groups = [g for g in by_problem(train_set) if len({ex.correct for ex in g}) == 2]
     if args.objective == "pairwise" and not groups:
@@ -159,15 +167,6 @@ def train(args: argparse.Namespace) -> dict:
     model = fresh_or_policy(config, LlamaForTokenClassification, policy.model.state_dict(), args.layers, args.width,
                             args.depth)
 
-    def tensors(batch):
-        width = max(len(ex.ids) for ex in batch)
-        ids = torch.full((len(batch), width), vocab["<pad>"], dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, ex in enumerate(batch):
-            ids[b, :len(ex.ids)] = torch.tensor(ex.ids)
-            attn[b, :len(ex.ids)] = 1
-        return ids, attn
-
     epochs = Epochs(train_set if args.objective == "pointwise" else groups)
 
     def batches(rng):
@@ -179,7 +178,7 @@ def train(args: argparse.Namespace) -> dict:
         return batch
 
     def loss_of(batch):
-        ids, attn = tensors(batch)
+        ids, attn = right_padded([ex.ids for ex in batch])
         logits = model(input_ids=ids, attention_mask=attn).logits
         if args.objective == "pointwise":
             rows = torch.tensor([b for b, ex in enumerate(batch) for _ in ex.train_tags])
