@@ -108,12 +108,19 @@ def cells(grid: dict) -> list[Cell]:
             if amount is not None and (not isinstance(amount, int) or amount < 1):
                 raise LabError(f"cells: amount {amount!r} must be a positive number of solutions, or null (all)")
             cell = Cell(family, size, amount, tuple(sorted((entry.get("training") or {}).items())))
-            schedule = {**grid["training"], **dict(cell.training)}
-            if "steps" not in schedule and (amount is None or "epochs" not in schedule):
-                raise LabError(f"cell {cell.name}: give its training 'steps' (a schedule in epochs needs a number "
-                               f"of solutions, not null, and the grid's training.epochs)")
+            schedule(cell, grid)                # refuse a cell that cannot be scheduled before any cell trains
             out.setdefault(cell.name, cell)
     return list(out.values())
+
+
+def schedule(cell: Cell, grid: dict) -> dict:
+    """The cell's training schedule: the grid's, with the cell's own overrides; LabError when it gives neither
+    ``steps`` nor an ``epochs`` count over a number of solutions."""
+    merged = {**grid["training"], **dict(cell.training)}
+    if "steps" not in merged and (cell.amount is None or "epochs" not in merged):
+        raise LabError(f"cell {cell.name}: give its training 'steps' (a schedule in epochs needs a number of "
+                       f"solutions, not null, and the grid's training.epochs)")
+    return merged
 
 
 def train_args(cell: Cell, grid: dict, labels: Path, out: Path) -> argparse.Namespace:
@@ -123,7 +130,7 @@ def train_args(cell: Cell, grid: dict, labels: Path, out: Path) -> argparse.Name
     from search.training import train_prm
 
     label, objective = FAMILIES[cell.family]
-    schedule = {**grid["training"], **dict(cell.training)}
+    plan = schedule(cell, grid)
     argv = ["--labels", str(labels), "--out", str(out), "--label", label, "--objective", objective,
             "--select", "within"]
     for key, value in (grid["sizes"][cell.size] or {}).items():
@@ -131,16 +138,13 @@ def train_args(cell: Cell, grid: dict, labels: Path, out: Path) -> argparse.Name
     if cell.amount is not None:
         argv += ["--max-solutions", str(cell.amount)]
     for key in ("batch", "lr", "warmup", "eval_every", "val_share", "seed", "threads", "minutes"):
-        if key in schedule:
-            argv += [f"--{key.replace('_', '-')}", str(schedule[key])]
+        if key in plan:
+            argv += [f"--{key.replace('_', '-')}", str(plan[key])]
     args = train_prm.parse_args(argv)
-    if "steps" in schedule:
-        args.steps = int(schedule["steps"])
-    elif cell.amount is None or "epochs" not in schedule:
-        raise LabError(f"cell {cell.name}: give its training 'steps' (a schedule in epochs needs a number of "
-                       f"solutions, not null, and the grid's training.epochs)")
+    if "steps" in plan:
+        args.steps = int(plan["steps"])
     else:
-        args.steps = max(int(schedule.get("min_steps", 1)), -(-int(schedule["epochs"]) * cell.amount // args.batch))
+        args.steps = max(int(plan.get("min_steps", 1)), -(-int(plan["epochs"]) * cell.amount // args.batch))
     return args
 
 
@@ -216,10 +220,11 @@ def score_cell(cdir: Path, task, stored):
     return pd.DataFrame(rows)
 
 
-def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, ks: list[int]) -> dict:
+def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, majority, ks: list[int]) -> dict:
     """Everything the study reports of one verifier: its training record, quality against the exact oracles, the
     best-of-k curve with intervals and its peak, the weighted vote with its scores, the matched noise and its
-    predicted curves, the generation-verification gap. ``answers``: the pools' answers by problem."""
+    predicted curves, the generation-verification gap. ``answers``: the pools' answers by problem; ``majority``:
+    each problem's majority-vote accuracy at the largest k, in the table's problem order."""
     from search.analysis import verifier_scaling as vs
     from search.analysis.estimators import bootstrap_ci
     from search.analysis.verifier_metrics import summarize
@@ -238,7 +243,7 @@ def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, ks: list[int]) ->
     weighted = vs.curve_summary(votes, ks)
     top, vote = curve.iloc[-1], weighted.iloc[-1]
     # paired over problems: the weighted vote at max_k against majority vote on the same pools
-    lift = votes[:, -1] - vs.baseline_matrices(table, answers, ks[-1:])["majority"][:, 0]
+    lift = votes[:, -1] - majority
     lift_lo, lift_hi = bootstrap_ci(lift)
     return {
         "cell": cell.name, "family": cell.family, "size": cell.size, "amount": cell.amount,
@@ -297,6 +302,7 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
     from search.analysis import verifier_scaling as vs
     from search.engine.records import write_json_atomic
     from search.engine.stored_pools import load_pools
+    from search.serving.checkpoint import SHIPPED
     from search.training import train_prm
     from search.training.labels import read_jsonl
 
@@ -305,7 +311,8 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
     _check_study_dir(out, {"grid": grid, "labels": str(labels.resolve()), "pools": str(pools.resolve())})
     if not labels.exists():
         make_labels(grid, labels)
-    if any(c.family == "mc" for c in cells(grid)) and any(not sol.hard for sol in read_jsonl(labels)):
+    grid_cells = cells(grid)
+    if any(c.family == "mc" for c in grid_cells) and any(not sol.hard for sol in read_jsonl(labels)):
         raise LabError(f"the grid has Monte-Carlo (mc) cells but {labels} was made without rollouts: label with "
                        f"rollouts (the grid's labels.rollouts), or drop the mc family")
     if not (pools / "summary.json").exists():
@@ -316,7 +323,7 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
         raise LabError(f"{pools} has pools smaller than max_k={grid['max_k']}: give a best-of-k run at budget "
                        f"{grid['max_k']} or more")
     answers, plain = pool_answers(task, stored)
-    grid_cells = cells(grid)
+    baselines = vs.baseline_matrices(plain, answers, ks)
     for i, cell in enumerate(grid_cells, 1):
         cdir = out / "cells" / cell.name
         if (cdir / "metrics.json").exists():
@@ -332,14 +339,11 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
             table = score_cell(cdir, task, stored)
             table.to_parquet(cdir / "scores.parquet.tmp", index=False)       # a kill leaves no half-written file
             (cdir / "scores.parquet.tmp").replace(cdir / "scores.parquet")
-        metrics = cell_metrics(cell, cdir, table, answers, ks)
+        metrics = cell_metrics(cell, cdir, table, answers, baselines["majority"][:, -1], ks)
         write_json_atomic(cdir / "metrics.json", metrics)
         print(f"== {cell.name}: within AUROC {metrics['within_auroc']:.3f}, best-of-{grid['max_k']} "
               f"{metrics['best_of_max_k']:.3f} ({(time.time() - t0) / 60:.1f} min)", flush=True)
-    baselines = vs.baseline_matrices(plain, answers, ks)
     frame, results = collect(out, [c.name for c in grid_cells], baselines, ks)
-    from search.serving.checkpoint import SHIPPED
-
     policy = json.loads((SHIPPED["tiny-policy"] / "training.json").read_text())
     return write_report(out, frame, results, grid, policy)
 
