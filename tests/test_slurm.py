@@ -5,9 +5,12 @@ scancel mid-sweep, then the same command again, ends in the same table without r
 (docs/scale-out.md, step 4). Skipped where slurm-wlm/munge are not installed or the tests do not run as root."""
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -62,6 +65,58 @@ def settled_state(cluster: SlurmCluster, job: str, timeout_s: float = 30) -> str
         time.sleep(0.2)
 
 
+class GatedProxy:
+    """The shared server behind a gate: the first ``allow`` generation requests (POSTs) pass, the rest wait until
+    ``release()``. With one task of the array at a time, the first task is then certainly running and part-way through
+    its job when scancel reaches it, however fast the machine (timing it with polls failed in CI, 2026-11-28)."""
+
+    def __init__(self, upstream: str, allow: int):
+        self.upstream, self.allow, self.seen = upstream, allow, 0
+        self.lock, self.opened, self.holding = threading.Lock(), threading.Event(), threading.Event()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.command == "POST":
+                    with proxy.lock:
+                        proxy.seen += 1
+                        held = proxy.seen > proxy.allow
+                    if held:
+                        proxy.holding.set()
+                        proxy.opened.wait()
+                resp = httpx.request(self.command, proxy.upstream + self.path, content=body, timeout=300,
+                                     headers={"Content-Type": self.headers.get("Content-Type", "application/json")})
+                self.send_response(resp.status_code)
+                self.send_header("Content-Type", resp.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(resp.content)))
+                self.end_headers()
+                self.wfile.write(resp.content)
+
+            do_GET = do_POST = forward
+
+            def log_message(self, *args):
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass                    # the cancelled task's connection, dropped mid-request
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def release(self) -> None:
+        self.opened.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def record_file(job_dir: Path) -> bytes:
     """A job's records as written (a redone problem would append a record, and each carries its own wall time)."""
     return (job_dir / "records.jsonl").read_bytes()
@@ -87,9 +142,10 @@ def test_a_slurm_sweep_gives_the_basic_launchers_table(on_cluster, basic, shared
 @pytest.mark.server
 def test_a_job_cancelled_mid_sweep_resumes_into_the_same_table(on_cluster, basic, shared_url, tmp_path):
     cluster = on_cluster
-    # one task of the array at a time: a task is a few seconds, and with all eight running at once on the two-core
-    # node the whole sweep could end between two polls (CI, 2026-11-28); in a queue one is nearly always running
-    command = [sys.executable, "-m", "search.run", "-m", *SWEEP, *remote(shared_url), *LAUNCHER,
+    # one task of the array at a time, its generation requests through a gate that holds all but the first two: the
+    # first task is running, with some problems done, until it is cancelled; then the gate opens for the rest
+    proxy = GatedProxy(shared_url, allow=2)
+    command = [sys.executable, "-m", "search.run", "-m", *SWEEP, *remote(proxy.url), *LAUNCHER,
                "hydra.launcher.array_parallelism=1", f"hydra.sweep.dir={tmp_path}"]
     t0 = time.monotonic()
     while cluster.jobs():               # the previous test's last tasks may still be ending
@@ -98,21 +154,17 @@ def test_a_job_cancelled_mid_sweep_resumes_into_the_same_table(on_cluster, basic
     first = subprocess.Popen(command, cwd=ROOT, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     try:
-        cancelled = None
-        while cancelled is None:        # a job that is running when scancel reaches it, with others still queued
-            assert first.poll() is None and time.monotonic() - t0 < 600, \
-                f"the sweep ended before a job was cancelled:\n{first.stdout.read()[-3000:]}"
-            running = [j["id"] for j in cluster.jobs()
-                       if j["state"] == "RUNNING" and (tmp_path / ".submitit" / j["id"]).is_dir()]   # this sweep's
-            if running:
-                cluster.run("scancel", running[0])
-                state = settled_state(cluster, running[0])
-                result = list((tmp_path / ".submitit" / running[0]).glob("*_result.pkl"))
-                if state == "CANCELLED" and not result:     # else it finished before scancel reached it: another
-                    cancelled = running[0]
-            time.sleep(0.5)
+        assert proxy.holding.wait(300), "no task of the sweep sent a third generation request in 300 s"
+        running = [j["id"] for j in cluster.jobs() if j["state"] == "RUNNING"]
+        assert len(running) == 1 and (tmp_path / ".submitit" / running[0]).is_dir(), running
+        cancelled = running[0]
+        cluster.run("scancel", cancelled)
+        assert settled_state(cluster, cancelled) == "CANCELLED"
+        assert not list((tmp_path / ".submitit" / cancelled).glob("*_result.pkl"))
+        proxy.release()
         out, _ = first.communicate(timeout=300)
     finally:
+        proxy.release()
         if first.poll() is None:
             first.kill()
             first.wait()
@@ -123,6 +175,8 @@ def test_a_job_cancelled_mid_sweep_resumes_into_the_same_table(on_cluster, basic
     assert not (cancelled_dir / "summary.json").exists()
     records = cancelled_dir / "records.jsonl"
     n_partial = len(records.read_text().splitlines()) if records.exists() else 0
+    assert 0 < n_partial < 4, n_partial         # the problems answered before the gate closed
+    partial = records.read_bytes()
     while cluster.jobs():               # the other tasks of the array run on after the driver stopped
         assert time.monotonic() - t0 < 900, cluster.jobs()
         time.sleep(0.5)
@@ -138,5 +192,9 @@ def test_a_job_cancelled_mid_sweep_resumes_into_the_same_table(on_cluster, basic
           f"relaunch {t_again:.1f} s")
     assert {job: record_file(tmp_path / job) for job in finished} == before     # finished jobs were not redone
     assert len((cancelled_dir / "records.jsonl").read_text().splitlines()) == 4
+    assert record_file(cancelled_dir).startswith(partial)                     # ... were kept, not redone
+    proxy.close()
     table = table_of(tmp_path).drop(columns=MACHINE_COLUMNS + ["job"])
+    escaped = [url.replace(":", "\\:") for url in (proxy.url, shared_url)]      # as Hydra writes it in overrides
+    table["overrides"] = table["overrides"].str.replace(*escaped, regex=False)    # the jobs' URL was the gate's
     pd.testing.assert_frame_equal(table, basic)
