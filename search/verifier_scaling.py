@@ -12,7 +12,8 @@ rerun finds it done, so a killed study resumes where it stopped:
 1. ``labels.jsonl``: the tiny policy's solutions of training problems with Monte-Carlo step labels
    (``search.training.labels``). One set of solutions serves every family: its exact step labels (the task's checker,
    the analogue of human step labels), its Monte-Carlo labels, its outcomes.
-2. ``pools/``: the evaluation pools, the main job's best-of-k run at budget ``max_k`` on the default evaluation set.
+2. ``pools/``: the evaluation pools, the main job's best-of-k run at budget ``max_k`` on the default evaluation set
+   (``search.engine.study_pools``).
 3. ``cells/<family>-<size>-<amount>/``: one verifier per cell, trained by ``search.training.train_prm`` (checkpoint
    and ``training.json`` with its training FLOPs), then ``scores.json`` (its scores of every pool candidate, computed
    in this process with the same weights its vLLM pooling server serves: ``verifier=prm verifier.checkpoint=DIR``)
@@ -173,53 +174,6 @@ def make_labels(grid: dict, path: Path) -> None:
           f"{json.dumps(agreement(labels))}", flush=True)
 
 
-def make_pools(grid: dict, out: Path) -> None:
-    """Phase 2: the evaluation pools, best-of-k at budget ``max_k`` with the exact outcome oracle."""
-    from search.build import compose
-    from search.engine.runner import run
-
-    job = ["strategy=best_of_k", f"strategy.budget={grid['max_k']}", "verifier=outcome_oracle", "noise=none",
-           *grid.get("pools", [])]
-    run(compose(job), out, tuple(job))
-
-
-def pool_answers(task, stored) -> tuple[dict[str, list], "object"]:
-    """The pools' answers by problem (for majority vote) and their outcome table with the grader's labels and no
-    scores (for the verifier-free baselines)."""
-    import pandas as pd
-
-    answers = {sp.problem.id: [c.answer for c in sp.candidates] for sp in stored}
-    rows = [{"problem_id": sp.problem.id, "candidate": i, "level": "outcome", "step": 0, "score": 0.0,
-             "label": int(task.grade(sp.problem, c.answer))} for sp in stored for i, c in enumerate(sp.candidates)]
-    return answers, pd.DataFrame(rows)
-
-
-def score_cell(cdir: Path, task, stored):
-    """The trained verifier's labelled score table on the pools (``measuring.label_rows``), scored in this process:
-    each distinct (prompt, steps) once, with ``train_prm.step_probs`` (the same numbers its pooling server returns;
-    tests/test_verifier_scaling.py checks that against the server)."""
-    import pandas as pd
-    import torch
-    from transformers import LlamaForTokenClassification
-
-    from search.contracts import Scores
-    from search.engine.measuring import label_rows
-    from search.training.train_prm import encode, step_probs
-    from verifiers.oracle import ProcessOracle
-
-    torch.set_num_threads(2)
-    model = LlamaForTokenClassification.from_pretrained(cdir).eval()
-    keys = sorted({(sp.problem.prompt, c.steps) for sp in stored for c in sp.candidates if c.steps},
-                  key=lambda key: (len(key[0]) + sum(len(step) + 1 for step in key[1]), key))
-    probs = dict(zip(keys, step_probs(model, [encode(prompt, steps) for prompt, steps in keys])))
-    oracle, rows = ProcessOracle(task), []
-    for sp in stored:
-        scores = Scores(steps=tuple(tuple(probs[(sp.problem.prompt, c.steps)]) if c.steps else (0.0,)
-                                    for c in sp.candidates))
-        rows += label_rows(task, sp.problem, sp.candidates, scores, True, oracle)
-    return pd.DataFrame(rows)
-
-
 def cell_metrics(cell: Cell, cdir: Path, table, answers: dict, majority, ks: list[int]) -> dict:
     """Everything the study reports of one verifier: its training record, quality against the exact oracles, the
     best-of-k curve with intervals and its peak, the weighted vote with its scores, the matched noise and its
@@ -302,6 +256,7 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
     from search.analysis import verifier_scaling as vs
     from search.engine.records import write_json_atomic
     from search.engine.stored_pools import load_pools
+    from search.engine.study_pools import draw_pools, pool_answers, score_pools
     from search.serving.checkpoint import SHIPPED
     from search.training import train_prm
     from search.training.labels import read_jsonl
@@ -316,7 +271,7 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
         raise LabError(f"the grid has Monte-Carlo (mc) cells but {labels} was made without rollouts: label with "
                        f"rollouts (the grid's labels.rollouts), or drop the mc family")
     if not (pools / "summary.json").exists():
-        make_pools(grid, pools)
+        draw_pools(pools, grid["max_k"], grid.get("pools", []))
     task, stored = load_pools(pools)
     ks = list(range(1, grid["max_k"] + 1))
     if any(len(sp.candidates) < grid["max_k"] for sp in stored):
@@ -336,7 +291,7 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
         if (cdir / "scores.parquet").exists():
             table = pd.read_parquet(cdir / "scores.parquet")
         else:
-            table = score_cell(cdir, task, stored)
+            table = score_pools(cdir, task, stored)
             table.to_parquet(cdir / "scores.parquet.tmp", index=False)       # a kill leaves no half-written file
             (cdir / "scores.parquet.tmp").replace(cdir / "scores.parquet")
         metrics = cell_metrics(cell, cdir, table, answers, baselines["majority"][:, -1], ks)
