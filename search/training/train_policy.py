@@ -1,6 +1,12 @@
 """Train the tiny policy: a small Llama-architecture causal LM that solves arithmetic chains, imperfectly.
 
     python -m search.training.train_policy --out search/tiny/policy          # about 14 minutes on two otherwise idle CPU cores
+    python -m search.training.train_policy --out DIR --hidden 64 --layers 2 --heads 2 --save-at 100,200,400
+
+``--save-at`` keeps the model at those steps along the same run (``DIR/step-00100``, ...), each a servable checkpoint
+with its own training.json (tokens and training FLOPs so far): the train-versus-test frontier study
+(``search.frontier``) measures each. With it the run also keeps ``DIR/resume.pt`` (model, optimizer, step) at every
+saved step, and a rerun of the same command continues from there; a rerun with other arguments is refused.
 
 The model sees only train-split problems (the task's hash split keeps every eval question out) and is trained with
 the loss on the solution tokens only. It is saved in Hugging Face format (config.json, model.safetensors,
@@ -16,10 +22,14 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
+from search.contracts import LabError
 from search.tasks.arith import ArithTask, Difficulty
+from search.training.fit import run_cli
 from search.training.tokenizer import VOCAB, save_tokenizer
 
 
@@ -41,7 +51,63 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-factor", type=int, default=9, help="largest * operand in training chains")
     p.add_argument("--seed", type=int, default=0, help="seed for data and initialisation")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    return p.parse_args(argv)
+    p.add_argument("--save-at", type=lambda text: sorted({int(x) for x in text.split(",") if x}), default=[],
+                   help="comma-separated steps at which to keep a checkpoint (DIR/step-NNNNN) and the resume state")
+    args = p.parse_args(argv)
+    if any(step < 1 or step > args.steps for step in args.save_at):
+        p.error(f"--save-at {args.save_at}: every step must be between 1 and --steps ({args.steps})")
+    return args
+
+
+def batch_tensors(batch: Sequence[tuple[list[int], list[int]]]):
+    """(input ids, attention mask, labels) of ``encode``d sequences, right-padded; labels are -100 (no loss) off the
+    solution tokens and on padding."""
+    import torch
+
+    from search.training.prm_model import right_padded
+
+    ids, attn = right_padded([seq for seq, _ in batch])
+    labels = torch.full(ids.shape, -100, dtype=torch.long)
+    for i, (seq, mask) in enumerate(batch):
+        labels[i, : len(seq)] = torch.tensor([t if m else -100 for t, m in zip(seq, mask)])
+    return ids, attn, labels
+
+
+def cosine_lr(step: int, peak: float, warmup: int, steps: int) -> float:
+    """Linear warmup to ``peak``, then cosine decay to 5% of it at ``steps``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+RESUME_FILE = "resume.pt"
+"""The state a ``--save-at`` run keeps at each saved step (model, optimizer, step, tokens, loss, arguments)."""
+
+
+def run_record(args: argparse.Namespace) -> dict:
+    """The arguments that define the run (not where it is written, its threads or where it saves), as JSON values."""
+    skip = {"out", "threads", "save_at"}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
+
+
+def save_checkpoint(model, out: Path, args: argparse.Namespace, n_params: int, step: int, tokens: int,
+                    minutes: float, loss: float) -> None:
+    """The model in Hugging Face format with its tokenizer and training.json (arguments, steps and tokens so far,
+    training FLOPs = 6 x parameters x tokens), written whole before it appears under ``out``."""
+    import shutil
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    save_tokenizer(tmp)
+    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    record.update(n_params=n_params, steps_done=step, tokens=tokens, minutes=round(minutes, 2),
+                  final_loss=round(loss, 4), training_flops=6 * n_params * tokens)
+    (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
 
 
 def encode(vocab: dict[str, int], prompt: str, solution: str) -> tuple[list[int], list[int]]:
@@ -52,8 +118,8 @@ def encode(vocab: dict[str, int], prompt: str, solution: str) -> tuple[list[int]
     return ids, mask
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
+def train(args: argparse.Namespace) -> None:
+    """Train (or continue) the run ``args`` describes; LabError when ``args.out`` holds another run's resume state."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -78,23 +144,28 @@ def main(argv=None) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
 
     def lr_at(step: int) -> float:
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        progress = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        return cosine_lr(step, args.lr, args.warmup, args.steps)
 
-    t0, tokens, loss_ema = time.time(), 0, None
+    start, tokens, loss_ema, before_s = 0, 0, None, 0.0
+    resume = args.out / RESUME_FILE
+    if args.save_at and resume.exists():
+        state = torch.load(resume, weights_only=False)
+        if state["run"] != run_record(args):
+            changed = sorted(k for k in state["run"] if state["run"][k] != run_record(args).get(k))
+            raise LabError(f"{args.out} holds a run made with other arguments ({', '.join(changed)} differ): give a "
+                           f"new --out, or delete {args.out}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, tokens, loss_ema, before_s = state["step"], state["tokens"], state["loss"], state["seconds"]
+        for _ in range(start * args.batch):         # the data stream where the saved run left it
+            next(stream)
+        print(f"resumed at step {start} from {resume}", flush=True)
+
+    t0 = time.time() - before_s
     model.train()
-    for step in range(args.steps):
+    for step in range(start, args.steps):
         batch = [encode(vocab, p.prompt, task.solution(p)) for p in (next(stream) for _ in range(args.batch))]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), vocab["<pad>"], dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (seq, mask) in enumerate(batch):
-            ids[i, : len(seq)] = torch.tensor(seq)
-            attn[i, : len(seq)] = 1
-            labels[i, : len(seq)] = torch.tensor([t if m else -100 for t, m in zip(seq, mask)])
+        ids, attn, labels = batch_tensors(batch)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
@@ -108,6 +179,14 @@ def main(argv=None) -> None:
             elapsed = time.time() - t0
             print(f"step {step:5d}  loss {loss_ema:.4f}  lr {lr_at(step):.2e}  tokens {tokens/1e6:.2f}M  "
                   f"{tokens/elapsed:,.0f} tok/s  {elapsed/60:.1f} min", flush=True)
+        if step + 1 in args.save_at:
+            minutes = (time.time() - t0) / 60
+            save_checkpoint(model, args.out / f"step-{step + 1:05d}", args, n_params, step + 1, tokens, minutes,
+                            loss_ema)
+            torch.save({"run": run_record(args), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "step": step + 1, "tokens": tokens, "loss": loss_ema, "seconds": time.time() - t0},
+                       args.out / (RESUME_FILE + ".tmp"))
+            (args.out / (RESUME_FILE + ".tmp")).replace(resume)      # a kill mid-write keeps the previous state
 
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out, safe_serialization=True)
@@ -119,5 +198,60 @@ def main(argv=None) -> None:
     print(f"saved {args.out} ({record['minutes']} min, {tokens/1e6:.2f}M tokens)")
 
 
+def finetune(checkpoint: Path, pairs: Sequence[tuple[str, str]], out: Path, epochs: int = 1, batch: int = 64,
+             lr: float = 5e-4, warmup: int = 10, seed: int = 0, threads: int = 2, extra: dict | None = None) -> dict:
+    """Continue training the policy at ``checkpoint`` on (prompt, solution) ``pairs`` (the loss on solution tokens,
+    as in training): ``epochs`` shuffled passes in batches of ``batch``, cosine schedule from ``lr``. Saves to
+    ``out`` (written whole before it appears) with training.json: the fine-tune's tokens, and ``training_flops`` the
+    checkpoint's own plus 6 x parameters x these tokens. ``extra`` joins the record. Returns the record."""
+    import shutil
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    if not pairs:
+        raise LabError(f"nothing to fine-tune {checkpoint} on: no solution was kept")
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM.from_pretrained(checkpoint)
+    n_params = sum(p.numel() for p in model.parameters())
+    before = json.loads((Path(checkpoint) / "training.json").read_text())
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    rng = random.Random(seed)
+    order = [i for _ in range(epochs) for i in rng.sample(range(len(pairs)), len(pairs))]
+    steps = -(-len(order) // batch)
+    t0, tokens = time.time(), 0
+    model.train()
+    for step in range(steps):
+        part = [encode(VOCAB, *pairs[i]) for i in order[step * batch:(step + 1) * batch]]
+        ids, attn, labels = batch_tensors(part)
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(step, lr, warmup, steps)
+        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        tokens += int(attn.sum())
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    save_tokenizer(tmp)
+    record = {"base": str(checkpoint), "pairs": len(pairs), "epochs": epochs, "batch": batch, "lr": lr,
+              "warmup": warmup, "seed": seed, "steps_done": steps, "n_params": n_params, "finetune_tokens": tokens,
+              "tokens": before.get("tokens", 0) + tokens, "minutes": round((time.time() - t0) / 60, 2),
+              "final_loss": round(float(loss.item()), 4),
+              "training_flops": before.get("training_flops", 0) + 6 * n_params * tokens, **(extra or {})}
+    (tmp / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return record
+
+
+def main(argv=None) -> int:
+    """CLI: 0 when the policy is saved, 2 with one ``error:`` line on bad input."""
+    return run_cli(train, parse_args(argv))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
