@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-prm": ("search.training.train_prm", "train a tiny PRM or outcome reward model from labels (at most --minutes)"),
     "verifier-scaling": ("search.verifier_scaling", "verifier scaling study: train verifiers over families x sizes x "
                                                     "labels, measure each in search (resumable)"),
+    "frontier": ("search.frontier", "train-versus-test compute frontier: policies of several sizes and checkpoints, "
+                                    "best-of-k on each, the fitted trade-off (resumable)"),
     "train-judge": ("search.training.train_judge", "train the tiny generative verifier from graded samples"),
     "stand-ins": ("search.training.stand_ins", "random-weight stand-ins of the real checkpoints (LAB_MODELS=DIR, +cpu=...)"),
     "serve": ("search.server", "start a vLLM server on a checkpoint for sweeps and launchers to share"),

@@ -1,0 +1,248 @@
+"""The train-versus-test compute frontier: policies of several sizes, each kept at several points along training,
+each measured with pool-based best-of-k on the default evaluation set; how training and test-time compute trade.
+
+    python -m search.frontier                                   # conf/frontier/default.yaml into multirun/frontier
+    python -m search.frontier --grid small --out /tmp/frontier  # the tests' grid
+    lab frontier                                                # the same, through the lab command
+
+A grid file (``conf/frontier/*.yaml``) names the policy sizes, the training schedule, the steps kept, the evaluation
+pools, the rules and their iso-accuracy targets. Phases, each kept on disk and skipped when a rerun finds it done (a
+killed study resumes; a killed training continues from its last kept step):
+
+1. ``policies/<size>/``: ``search.training.train_policy`` with ``--save-at`` the grid's steps; each kept step is a
+   servable checkpoint (``step-NNNNN/``) with its training FLOPs (6 x parameters x tokens).
+2. ``pools/<size>-step-NNNNN/``: the main job's best-of-k run at budget ``max_k`` on the evaluation set, served by
+   vLLM from that checkpoint (one server at a time; each is stopped before the next starts).
+3. ``scores/<size>-step-NNNNN.parquet`` when the grid names a learned verifier: its scores of every candidate,
+   computed in this process with the weights its vLLM pooling server serves (``search.engine.study_pools``).
+4. ``grid.parquet`` (accuracy over training FLOPs and test FLOPs: one row per rule, checkpoint and k, with
+   intervals), ``contours.csv``, ``fits.json`` (the trade-off per rule with its interval), the figures and
+   ``report.md`` / ``report.html`` (``plots/frontier_curves.py``; formulas in ``search/analysis/frontier.py``).
+
+``study_config.json`` records the grid; a rerun in the same directory with another grid is refused, except for
+``targets`` and ``resamples``, which redo only the analysis.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from search.build import CONF_DIR
+from search.cli import exit_on_lab_error
+from search.contracts import LabError
+
+GRIDS = Path(CONF_DIR) / "frontier"
+"""Where the named grids live (``--grid default`` is ``conf/frontier/default.yaml``)."""
+
+RULES = ("coverage", "majority", "weighted")
+"""What picks the answer among k samples: the exact oracle (coverage), majority vote, the grid's learned verifier's
+weighted vote (needs ``verifier``)."""
+
+ANALYSIS_KEYS = ("targets", "resamples")
+"""Grid keys a rerun may change in a finished study directory: they redo only phase 4."""
+
+SIZE_KEYS = ("hidden", "layers", "heads")
+"""What a policy size sets (train_policy's flags)."""
+
+
+def load_grid(name_or_path: str) -> dict:
+    """A grid file by name (``conf/frontier/NAME.yaml``) or path, checked; LabError naming the problem."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = GRIDS / f"{name_or_path}.yaml"
+    if not path.exists():
+        names = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml")))
+        raise LabError(f"--grid {name_or_path}: no such grid file; give one of {names} or a path to a YAML file")
+    grid = yaml.safe_load(path.read_text())
+    for key in ("sizes", "training", "save_at", "max_k", "targets"):
+        if key not in grid:
+            raise LabError(f"{path}: the grid has no '{key}' (see conf/frontier/default.yaml)")
+    for size, spec in grid["sizes"].items():
+        if set(spec) != set(SIZE_KEYS):
+            raise LabError(f"{path}: size {size} must set exactly {', '.join(SIZE_KEYS)}")
+    steps = int(grid["training"].get("steps", 0))
+    if not grid["save_at"] or any(not 1 <= int(s) <= steps for s in grid["save_at"]):
+        raise LabError(f"{path}: save_at {grid['save_at']} must list steps between 1 and training.steps ({steps})")
+    for rule in grid["targets"]:
+        if rule not in RULES:
+            raise LabError(f"{path}: targets names rule {rule!r}; rules are {', '.join(RULES)}")
+    if "weighted" in grid["targets"] and not grid.get("verifier"):
+        raise LabError(f"{path}: the weighted rule needs a learned verifier: set verifier (e.g. tiny-prm-exact)")
+    return grid
+
+
+def checkpoint_names(grid: dict) -> list[tuple[str, int, str]]:
+    """(size, step, name) of every checkpoint, sizes in grid order, steps ascending."""
+    return [(size, int(step), f"{size}-step-{int(step):05d}") for size in grid["sizes"]
+            for step in sorted(grid["save_at"])]
+
+
+def train_args(grid: dict, size: str, out: Path) -> argparse.Namespace:
+    """``train_policy``'s arguments for one size: its width, depth and heads, the grid's schedule, every kept step."""
+    from search.training import train_policy
+
+    argv = ["--out", str(out), "--save-at", ",".join(str(s) for s in grid["save_at"])]
+    for key, value in {**grid["sizes"][size], **grid["training"]}.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return train_policy.parse_args(argv)
+
+
+def _check_study_dir(out: Path, record: dict) -> None:
+    """Refuse a directory another grid made; record this one's."""
+    path = out / "study_config.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != record:
+            changed = sorted(k for k in set(before) | set(record) if before.get(k) != record.get(k))
+            raise LabError(f"{out} holds a study made with another grid (its {', '.join(changed)} differ): give a "
+                           f"new --out, or delete {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
+    """From the pools (and scores): the checkpoints (training FLOPs, test FLOPs per k) and, per rule, one
+    (problems x k) matrix per checkpoint; and one record per checkpoint for the report's table."""
+    import numpy as np
+    import pandas as pd
+
+    from search.analysis import verifier_scaling as vs
+    from search.analysis.frontier import Checkpoint, flops_at_k
+    from search.engine.stored_pools import load_pools
+    from search.serving import checkpoint as ckpt
+    from search.engine.study_pools import pool_answers
+
+    ks = list(range(1, int(grid["max_k"]) + 1))
+    rules = list(grid["targets"])
+    verifier_params = ckpt.count_params(ckpt.resolve(grid["verifier"])) if grid.get("verifier") else 0
+    checkpoints, matrices, records, order = [], {r: [] for r in rules}, [], None
+    for size, step, name in checkpoint_names(grid):
+        training = json.loads((out / "policies" / size / f"step-{step:05d}" / "training.json").read_text())
+        task, stored = load_pools(out / "pools" / name)
+        ids = [sp.problem.id for sp in stored]
+        if order is None:
+            order = ids
+        elif ids != order:
+            raise LabError(f"{out / 'pools' / name} holds other problems than the first checkpoint's: every "
+                           f"checkpoint must be measured on the same evaluation set (delete it and rerun)")
+        if any(len(sp.candidates) < ks[-1] for sp in stored):
+            raise LabError(f"{out / 'pools' / name} has pools smaller than max_k={ks[-1]}")
+        ledgers = [sp.record["ledger"] for sp in stored]
+        prompt = [lg["prompt_tokens"] for lg in ledgers]
+        completion = [lg["completion_tokens"] for lg in ledgers]
+        samples = [lg["policy_samples"] for lg in ledgers]
+        # the verifier reads each candidate once: prompt and solution tokens, 2 x parameters per token
+        verifier_per_sample = 2.0 * verifier_params * float(np.mean(
+            [p + c / n for p, c, n in zip(prompt, completion, samples)])) if verifier_params else 0.0
+        policy_flops = flops_at_k(training["n_params"], prompt, completion, samples, ks)
+        answers, plain = pool_answers(task, stored)
+        base = vs.baseline_matrices(plain, answers, ks)
+        for rule in rules:
+            if rule == "weighted":
+                matrices[rule].append(vs.weighted_matrix(pd.read_parquet(out / "scores" / f"{name}.parquet"),
+                                                         answers, ks))
+            else:
+                matrices[rule].append(base[rule])
+        checkpoints.append(Checkpoint(name, size, float(training["training_flops"]), policy_flops))
+        records.append({"checkpoint": name, "size": size, "step": step, "n_params": training["n_params"],
+                        "tokens": training["tokens"], "training_flops": float(training["training_flops"]),
+                        "train_minutes": training["minutes"], "pass_at_1": float(base["coverage"][:, 0].mean()),
+                        **{f"{r}_at_max_k": float(matrices[r][-1][:, -1].mean()) for r in rules},
+                        "mean_completion_tokens": float(np.mean([c / n for c, n in zip(completion, samples)])),
+                        "test_flops_max_k": float(policy_flops[-1])})
+    extra = {"verifier_flops_per_sample": verifier_per_sample if verifier_params else 0.0,
+             "verifier_params": verifier_params}
+    return checkpoints, matrices, {"records": records, **extra}
+
+
+def analyse(grid: dict, out: Path) -> Path:
+    """Phase 4: grid.parquet, contours.csv, fits.json, figures and the report; returns report.md's path."""
+    import pandas as pd
+
+    from plots.frontier_curves import write_report
+    from search.analysis import verifier_scaling as vs
+    from search.analysis.frontier import Checkpoint, accuracy_grid, frontier_fit
+
+    ks = list(range(1, int(grid["max_k"]) + 1))
+    checkpoints, matrices, info = measure(grid, out)
+    grid_rows, contour_rows, fits = [], [], {}
+    for rule, targets in grid["targets"].items():
+        # the weighted vote also pays the verifier: its FLOPs per scored sample join the policy's
+        cps = [Checkpoint(c.name, c.size, c.train_flops, c.test_flops + (
+            pd.Series(ks).to_numpy() * info["verifier_flops_per_sample"] if rule == "weighted" else 0.0))
+            for c in checkpoints]
+        summaries = {c.name: vs.curve_summary(m, ks).to_dict("list") for c, m in zip(cps, matrices[rule])}
+        grid_rows += [dict(r, rule=rule) for r in accuracy_grid(cps, summaries)]
+        rows, fit = frontier_fit(cps, matrices[rule], targets, resamples=int(grid.get("resamples", 1000)))
+        contour_rows += [dict(r, rule=rule) for r in rows]
+        fits[rule] = fit
+    table = pd.DataFrame(grid_rows)
+    table.to_parquet(out / "grid.parquet", index=False)
+    contours = pd.DataFrame(contour_rows)
+    contours.to_csv(out / "contours.csv", index=False)
+    (out / "fits.json").write_text(json.dumps(fits, indent=2) + "\n")
+    checkpoints_table = pd.DataFrame(info["records"])
+    checkpoints_table.to_csv(out / "checkpoints.csv", index=False)
+    return write_report(out, grid, checkpoints_table, table, contours, fits)
+
+
+def study(grid: dict, out: Path) -> Path:
+    """Run every phase not done yet; returns the path of report.md."""
+    from search.engine.study_pools import draw_pools, score_pools
+    from search.serving.vllm_server import stop_all
+    from search.training import train_policy
+
+    # what makes the policies, pools and scores; targets and resamples change only the analysis
+    _check_study_dir(out, {k: v for k, v in grid.items() if k not in ANALYSIS_KEYS})
+    for size in grid["sizes"]:
+        pdir = out / "policies" / size
+        if not (pdir / "training.json").exists():
+            t0 = time.time()
+            print(f"== training {size}: {grid['sizes'][size]}, {grid['training']['steps']} steps", flush=True)
+            train_policy.train(train_args(grid, size, pdir))
+            print(f"== {size} trained ({(time.time() - t0) / 60:.1f} min)", flush=True)
+    names = checkpoint_names(grid)
+    for i, (size, step, name) in enumerate(names, 1):
+        pool = out / "pools" / name
+        if not (pool / "summary.json").exists():
+            t0 = time.time()
+            try:
+                checkpoint = out / "policies" / size / f"step-{step:05d}"
+                draw_pools(pool, int(grid["max_k"]), grid.get("pools", []), checkpoint)
+            finally:
+                stop_all()          # one server at a time: the next checkpoint gets the cores and the memory
+            print(f"== [{i}/{len(names)}] pools of {name} ({(time.time() - t0) / 60:.1f} min)", flush=True)
+        if grid.get("verifier") and not (out / "scores" / f"{name}.parquet").exists():
+            from search.engine.stored_pools import load_pools
+            from search.serving import checkpoint as ckpt
+
+            task, stored = load_pools(pool)
+            table = score_pools(ckpt.resolve(grid["verifier"]), task, stored)
+            (out / "scores").mkdir(exist_ok=True)
+            tmp = out / "scores" / f"{name}.parquet.tmp"
+            table.to_parquet(tmp, index=False)          # a kill leaves no half-written file
+            tmp.replace(out / "scores" / f"{name}.parquet")
+    return analyse(grid, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI; see the module docstring."""
+    ap = argparse.ArgumentParser(prog="python -m search.frontier", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--grid", default="default", help="a grid in conf/frontier/ (default, small) or a YAML path")
+    ap.add_argument("--out", type=Path, default=None, help="study directory (default: multirun/frontier_<grid>)")
+    args = ap.parse_args(argv)
+    with exit_on_lab_error():
+        grid = load_grid(args.grid)
+        out = args.out or Path("multirun") / f"frontier_{Path(args.grid).stem}"
+        report = study(grid, out)
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
