@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                                     "labels, measure each in search (resumable)"),
     "frontier": ("search.frontier", "train-versus-test compute frontier: policies of several sizes and checkpoints, "
                                     "best-of-k on each, the fitted trade-off (resumable)"),
+    "expert-iteration": ("search.expert_iteration", "expert iteration: search with a verifier, fine-tune on what it "
+                                                    "accepts, measure, repeat; one loop per verifier (resumable)"),
     "train-judge": ("search.training.train_judge", "train the tiny generative verifier from graded samples"),
     "stand-ins": ("search.training.stand_ins", "random-weight stand-ins of the real checkpoints (LAB_MODELS=DIR, +cpu=...)"),
     "serve": ("search.server", "start a vLLM server on a checkpoint for sweeps and launchers to share"),

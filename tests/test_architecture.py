@@ -16,7 +16,7 @@ ENTRY_POINTS = {
     "search.report", "search.server", "search.lab", "search.training.train_policy", "search.training.train_prm",
     "search.training.stand_ins", "search.training.train_judge",
     "plots.__main__", "search.offline", "search.pools", "search.allocate", "search.confidence_vote",
-    "search.verifier_scaling", "search.frontier",
+    "search.verifier_scaling", "search.frontier", "search.expert_iteration",
 }
 """Modules that are commands (``lab --help`` lists them)."""
 
