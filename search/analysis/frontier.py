@@ -74,11 +74,13 @@ def pareto(points: Sequence[tuple[float, float]]) -> list[bool]:
 def contours(checkpoints: Sequence[Checkpoint], curves: Sequence[Sequence[float]],
              targets: Sequence[float]) -> list[dict]:
     """One row per (target, checkpoint): its training FLOPs, the least test FLOPs reaching the target, the status
-    (``crossing``) and whether it is compute-efficient among the checkpoints that reach it (``pareto``)."""
+    (``crossing``) and whether it is compute-efficient among the checkpoints that reach it (``pareto``). A checkpoint
+    already at the target at k = 1 competes at its k = 1 cost (at most what it needs), so a small checkpoint that
+    gets there with one sample rules out bigger ones that need more of both computes."""
     rows = []
     for target in targets:
         found = [(c, *crossing(curve, c.test_flops, target)) for c, curve in zip(checkpoints, curves)]
-        reached = [(c, f) for c, f, status in found if status == "reached"]
+        reached = [(c, f) for c, f, status in found if status != "never"]
         efficient = dict(zip([c.name for c, _ in reached], pareto([(c.train_flops, f) for c, f in reached])))
         rows += [{"target": float(target), "checkpoint": c.name, "size": c.size, "train_flops": c.train_flops,
                   "test_flops": f, "status": status, "pareto": efficient.get(c.name, False)}
@@ -87,9 +89,10 @@ def contours(checkpoints: Sequence[Checkpoint], curves: Sequence[Sequence[float]
 
 
 def fit_tradeoff(rows: Sequence[dict]) -> dict:
-    """The common slope ``b`` of log10 test FLOPs on log10 train FLOPs over the compute-efficient contour points, an
-    intercept per target (least squares within targets; a target needs two points at different training FLOPs to
-    count). ``multiple_per_doubling`` = ``2 ** -b``. Slope None when fewer than two targets' worth of points."""
+    """The common slope ``b`` of log10 test FLOPs on log10 train FLOPs over the compute-efficient contour points that
+    cross the target (not those already at it with one sample), an intercept per target (least squares within
+    targets; a target needs two such points at different training FLOPs to count). ``multiple_per_doubling`` =
+    ``2 ** -b``. Slope None when no target has two."""
     by_target: dict[float, list[tuple[float, float]]] = {}
     for r in rows:
         if r["pareto"] and r["status"] == "reached":

@@ -86,8 +86,8 @@ RESUME_FILE = "resume.pt"
 
 
 def run_record(args: argparse.Namespace) -> dict:
-    """The arguments that define the run (not where it is written, its threads or where it saves), as JSON values."""
-    skip = {"out", "threads", "save_at"}
+    """The arguments that define the run (not where it is written or its threads), as JSON values."""
+    skip = {"out", "threads"}
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in skip}
 
 
@@ -151,7 +151,8 @@ def train(args: argparse.Namespace) -> None:
     if args.save_at and resume.exists():
         state = torch.load(resume, weights_only=False)
         if state["run"] != run_record(args):
-            changed = sorted(k for k in state["run"] if state["run"][k] != run_record(args).get(k))
+            now = run_record(args)
+            changed = sorted(k for k in set(state["run"]) | set(now) if state["run"].get(k) != now.get(k))
             raise LabError(f"{args.out} holds a run made with other arguments ({', '.join(changed)} differ): give a "
                            f"new --out, or delete {args.out}")
         model.load_state_dict(state["model"])
