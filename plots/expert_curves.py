@@ -86,7 +86,9 @@ def write_report(out: Path, grid: dict, table: pd.DataFrame, curves: pd.DataFram
 
     max_k = int(grid["max_k"])
     figures = [rounds_figure(table, max_k, out), curves_by_round(curves, out)]
-    shown = table[[c for c in ("arm", "round", "pass_at_1", "pass_at_max_k", "majority_at_max_k", "distinct_answers",
+    shown = table[[c for c in ("arm", "round", "pass_at_1", "pass_at_1_minus_start", "pass_at_1_minus_start_ci_low",
+                               "pass_at_1_minus_start_ci_high", "pass_at_max_k", "pass_at_max_k_minus_start",
+                               "majority_at_max_k", "distinct_answers",
                                "malformed_share", "sampled_correct_share", "accepted", "kept", "kept_problems",
                                "kept_wrong_share", "verifier_tpr", "verifier_fpr", "finetune_tokens",
                                "training_flops") if c in table]]
@@ -101,7 +103,8 @@ def write_report(out: Path, grid: dict, table: pd.DataFrame, curves: pd.DataFram
               f"best-of-k to k = {max_k} on the evaluation set; intervals are 95% bootstraps over problems."),
         ("h2", "Figures"), *[("figure", f) for f in figures],
         ("h2", "Every arm and round"),
-        ("p", "pass@1 and pass@k on the evaluation set; distinct answers: mean number of different answers in a pool "
+        ("p", "pass@1 and pass@k on the evaluation set, and their paired differences from the start policy on the same "
+              "problems (with 95% intervals for pass@1); distinct answers: mean number of different answers in a pool "
               f"of {max_k}; malformed: share of samples with no answer; sampled correct: share of the round's "
               "training samples that are right; accepted, kept (distinct, capped per problem), the problems they "
               "cover and the share of kept solutions that are wrong; the verifier's TPR and FPR on the samples; "

@@ -216,14 +216,24 @@ def analyse(grid: dict, out: Path) -> Path:
     from search.engine.stored_pools import load_pools
     from search.engine.study_pools import pool_answers
 
+    from search.analysis.estimators import bootstrap_ci
+
     ks = list(range(1, int(grid["max_k"]) + 1))
-    rows, curves = [], []
+    rows, curves, start = [], [], None
     for arm in grid["arms"]:
         for r in range(0, int(grid["rounds"]) + 1):
             task, stored = load_pools(eval_dir(out, arm, r))
             answers, plain = pool_answers(task, stored)
             base = vs.baseline_matrices(plain, answers, ks)
             row = {"arm": arm, "round": r}
+            if r == 0:
+                start = base
+            # paired over the same evaluation problems: this round's policy against the start's
+            for key, col in (("pass_at_1", 0), ("pass_at_max_k", -1)):
+                diff = base["coverage"][:, col] - start["coverage"][:, col]
+                lo, hi = bootstrap_ci(diff)
+                row.update({f"{key}_minus_start": float(diff.mean()), f"{key}_minus_start_ci_low": lo,
+                            f"{key}_minus_start_ci_high": hi})
             for rule, matrix in base.items():
                 summary = vs.curve_summary(matrix, ks)
                 curves += [{"arm": arm, "round": r, "rule": rule, **rec} for rec in summary.to_dict("records")]

@@ -101,6 +101,9 @@ def test_the_small_loop_recomputed_by_hand(small_study):
             records = lines(pools / "records.jsonl")
             assert got.pass_at_1 == pytest.approx(np.mean([np.mean(x["pool"]["correct"]) for x in records]))
             assert got.pass_at_max_k == pytest.approx(np.mean([any(x["pool"]["correct"]) for x in records]))
+            first = table[(table.arm == arm) & (table["round"] == 0)].iloc[0]
+            assert got.pass_at_1_minus_start == pytest.approx(got.pass_at_1 - first.pass_at_1)
+            assert got.pass_at_1_minus_start_ci_low <= got.pass_at_1_minus_start <= got.pass_at_1_minus_start_ci_high
             if r == 0:
                 continue
             samples = lines(out / "arms" / arm / f"round-{r}" / "samples.jsonl")
