@@ -70,7 +70,8 @@ def curves_by_round(curves: pd.DataFrame, out: Path) -> Figure:
             for rule, ls in (("coverage", "-"), ("majority", "--")):
                 rows = curves[(curves.arm == arm) & (curves["round"] == r) & (curves.rule == rule)].sort_values("k")
                 ax.plot(rows.k, rows.accuracy, color=colour, ls=ls, label=f"round {r}" if rule == "coverage" else None)
-        budget_axis(ax, sorted(curves.k.unique()))
+        ks = sorted(curves.k.unique())
+        budget_axis(ax, [k for k in ks if k & (k - 1) == 0 or k == ks[-1]])      # powers of two and the largest
         ax.set(xlabel="k (samples per problem)", ylim=(0, 1.02), title=f"arm: {arm}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, frameon=False, title="solid: coverage, dashed: majority", title_fontsize=7)
