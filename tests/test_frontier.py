@@ -102,9 +102,10 @@ def test_fit_uses_only_compute_efficient_points_and_needs_two_per_target():
     # c needs more test compute than b for the same accuracy, with more training: dominated, not fitted
     rows = contours(cps, [[0.1, 0.5], [0.4, 0.9], [0.1, 0.6]], [0.45])
     assert [r["pareto"] for r in rows] == [True, True, False]
-    fit = fit_tradeoff(rows)
+    fit = fit_tradeoff(rows, min_points=2)
     expected = (np.log10(rows[1]["test_flops"]) - np.log10(rows[0]["test_flops"])) / 1.0
     assert fit["slope"] == pytest.approx(expected) and fit["n_points"] == 2
+    assert fit_tradeoff(rows)["slope"] is None                      # two points are a line, not a fit
     assert fit_tradeoff(contours(cps[:1], [[0.1, 0.5]], [0.45]))["slope"] is None
 
 

@@ -88,17 +88,17 @@ def contours(checkpoints: Sequence[Checkpoint], curves: Sequence[Sequence[float]
     return rows
 
 
-def fit_tradeoff(rows: Sequence[dict]) -> dict:
+def fit_tradeoff(rows: Sequence[dict], min_points: int = 3) -> dict:
     """The common slope ``b`` of log10 test FLOPs on log10 train FLOPs over the compute-efficient contour points that
     cross the target (not those already at it with one sample), an intercept per target (least squares within
     targets; a target needs two such points at different training FLOPs to count). ``multiple_per_doubling`` =
-    ``2 ** -b``. Slope None when no target has two."""
+    ``2 ** -b``. Slope None with fewer than ``min_points`` points in all (two points give a line, not a fit)."""
     by_target: dict[float, list[tuple[float, float]]] = {}
     for r in rows:
         if r["pareto"] and r["status"] == "reached":
             by_target.setdefault(r["target"], []).append((np.log10(r["train_flops"]), np.log10(r["test_flops"])))
     used = {t: np.array(p) for t, p in by_target.items() if len({x for x, _ in p}) >= 2}
-    if not used:
+    if sum(len(p) for p in used.values()) < max(min_points, 2):
         return {"slope": None, "multiple_per_doubling": None, "intercepts": {}, "n_points": 0, "n_targets": 0}
     sxy = sum(float(((p[:, 0] - p[:, 0].mean()) * (p[:, 1] - p[:, 1].mean())).sum()) for p in used.values())
     sxx = sum(float(((p[:, 0] - p[:, 0].mean()) ** 2).sum()) for p in used.values())
