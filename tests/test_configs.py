@@ -11,8 +11,9 @@ from search.engine.runner import resolve_budgets
 
 OVERLAYS = {"cpu"}
 """Groups that overlay other groups' fields (+cpu=policy): tested in test_overlays_change_only_existing_fields."""
-NOT_HYDRA = {"scaling"}
-"""Folders of grid files a command reads itself (search.verifier_scaling): tested in test_verifier_scaling."""
+NOT_HYDRA = {"scaling", "frontier", "expert"}
+"""Folders of grid files a command reads itself (search.verifier_scaling, search.frontier, search.expert_iteration):
+tested in their own test files."""
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in OVERLAYS | NOT_HYDRA)
 REQUIRED = {
     ("policy", "remote"): ["policy.base_urls=[http://127.0.0.1:1]", "policy.model=m", "policy.n_params=1"],
