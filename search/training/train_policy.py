@@ -73,6 +73,22 @@ def batch_tensors(batch: Sequence[tuple[list[int], list[int]]]):
     return ids, attn, labels
 
 
+def optimizer_step(model, opt, batch: Sequence[tuple[list[int], list[int]]], lr: float):
+    """One step on ``encode``d sequences at learning rate ``lr`` (loss on solution tokens, gradients clipped to norm
+    1); returns (the loss tensor, the batch's tokens)."""
+    import torch
+
+    ids, attn, labels = batch_tensors(batch)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss, int(attn.sum())
+
+
 def cosine_lr(step: int, peak: float, warmup: int, steps: int) -> float:
     """Linear warmup to ``peak``, then cosine decay to 5% of it at ``steps``."""
     if step < warmup:
@@ -166,15 +182,8 @@ def train(args: argparse.Namespace) -> None:
     model.train()
     for step in range(start, args.steps):
         batch = [encode(vocab, p.prompt, task.solution(p)) for p in (next(stream) for _ in range(args.batch))]
-        ids, attn, labels = batch_tensors(batch)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        tokens += int(attn.sum())
+        loss, n = optimizer_step(model, opt, batch, lr_at(step))
+        tokens += n
         loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
         if step % 50 == 0 or step == args.steps - 1:
             elapsed = time.time() - t0
@@ -225,15 +234,8 @@ def finetune(checkpoint: Path, pairs: Sequence[tuple[str, str]], out: Path, epoc
     model.train()
     for step in range(steps):
         part = [encode(VOCAB, *pairs[i]) for i in order[step * batch:(step + 1) * batch]]
-        ids, attn, labels = batch_tensors(part)
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, lr, warmup, steps)
-        loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        tokens += int(attn.sum())
+        loss, n = optimizer_step(model, opt, part, cosine_lr(step, lr, warmup, steps))
+        tokens += n
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
