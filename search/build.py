@@ -53,6 +53,7 @@ def identity(config: dict) -> dict[str, Any]:
 
 RUN_FIELDS: dict[str, tuple[str, str, str]] = {
     "n_problems": ("int>=1|null", "how many eval problems to run; null = all", "200"),
+    "split": ("split", "the problems a run draws: the fixed evaluation set or the training stream", "train"),
     "budgets": ("ints>=1|null", "the budgets a pool strategy evaluates; null = powers of two", "[1,4,16,64]"),
     "report_budgets": ("ints>=1", "the budgets printed at the end", "[1,4,16,64]"),
     "fp_cost": ("float>=0", "the cost of answering with an accepted wrong sample", "1.0"),
@@ -65,7 +66,7 @@ RUN_FIELDS: dict[str, tuple[str, str, str]] = {
 """The run-level fields of conf/config.yaml: name -> (the values it takes, what it is, an example)."""
 WANT = {"int>=1|null": "an integer >= 1, or null", "ints>=1|null": "a list of integers >= 1, or null",
         "ints>=1": "a list of integers >= 1", "float>=0": "a number >= 0", "str|null": "a path, or null",
-        "int": "an integer", "int>=1": "an integer >= 1"}
+        "int": "an integer", "int>=1": "an integer >= 1", "split": "eval or train"}
 """How each kind of value is named in an error line."""
 
 
@@ -73,6 +74,8 @@ def _fits(value: Any, kind: str) -> bool:
     if value is None:
         return kind.endswith("|null")
     kind = kind.removesuffix("|null")
+    if kind == "split":
+        return value in ("eval", "train")
     if kind == "str":
         return isinstance(value, str) and bool(value)
     if kind.startswith("ints"):

@@ -160,6 +160,7 @@ def test_gpu_configs_name_the_missing_model(tmp_path):
     (["seed=1.5"], "seed=1.5 must be an integer"),
     (["budgets=[4,x]"], "budgets=[4, 'x'] must be a list of integers >= 1"),
     (["-m", "n_problems=10,-1"], "n_problems=-1 must be"),                  # every value of a sweep, before it starts
+    (["split=valid"], "split='valid' must be eval or train"),
 ])
 def test_run_fields_of_the_wrong_type_or_range_end_in_one_line(tmp_path, args, needle):
     line = one_error_line(run_cli(*args, f"hydra.run.dir={tmp_path}", f"hydra.sweep.dir={tmp_path}"))

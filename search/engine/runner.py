@@ -137,7 +137,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
     budgets = resolve_budgets(cfg.budgets, strategy)
     verifier, base_verifier = build_verifier(cfg, task)
     strategy.check_verifier(verifier)
-    problems = task.problems("eval", cfg.n_problems)
+    problems = task.problems(cfg.get("split", "eval"), cfg.n_problems)
     if not problems:
         raise LabError(f"task {task.name} has no evaluation problems (an empty task file?): give a task with "
                        f"problems (task.path=...)")
