@@ -111,16 +111,9 @@ def train_args(grid: dict, size: str, out: Path) -> argparse.Namespace:
     """``train_policy``'s arguments for one size: its width, depth and heads, the grid's schedule, every kept step."""
     from search.training import train_policy
 
-    argv = ["--out", str(out), "--save-at", ",".join(str(s) for s in grid["save_at"])]
-    for key, value in {**grid["sizes"][size], **grid["training"]}.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    import contextlib
-    import io
-
     try:
-        with contextlib.redirect_stderr(io.StringIO()):     # argparse's usage lines: one line naming the grid instead
-            return train_policy.parse_args(argv)
-    except SystemExit:
+        return train_policy.args_for(out, {**grid["sizes"][size], **grid["training"]}, grid["save_at"])
+    except LabError:
         raise LabError(f"the grid's training {grid['training']} or size {size} {grid['sizes'][size]} is not a "
                        f"set of train_policy options (python -m search.training.train_policy --help)") from None
 

@@ -59,6 +59,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def args_for(out: Path, options: dict, save_at: Sequence[int] = ()) -> argparse.Namespace:
+    """The arguments of a training run from a mapping of this command's option names to values (``{"hidden": 96,
+    "steps": 1200, ...}``, as a study's grid writes them), checked by this command's own parser: LabError naming the
+    options when they are not a set of its options."""
+    import contextlib
+    import io
+
+    argv = ["--out", str(out), *(["--save-at", ",".join(str(s) for s in save_at)] if save_at else [])]
+    for key, value in options.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):     # argparse's usage lines: one line naming the options
+            return parse_args(argv)
+    except SystemExit:
+        raise LabError(f"{options} is not a set of train_policy options (python -m search.training.train_policy "
+                       f"--help)") from None
+
+
 def batch_tensors(batch: Sequence[tuple[list[int], list[int]]]):
     """(input ids, attention mask, labels) of ``encode``d sequences, right-padded; labels are -100 (no loss) off the
     solution tokens and on padding."""
