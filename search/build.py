@@ -46,8 +46,10 @@ the lab removes it before the verifier is built, and it is not part of a run's i
 
 
 def identity(config: dict) -> dict[str, Any]:
-    """The fields of a resolved config (plain dict) that make a run's records what they are, flattened."""
-    return {k: v for k, v in _flatten(config).items() if k not in NOT_IDENTITY and not k.startswith("hydra.")
+    """The fields of a resolved config (plain dict) that make a run's records what they are, flattened. A config
+    written before ``split`` existed drew the evaluation set: it reads as ``split: eval``, so its directory resumes."""
+    flat = {"split": "eval", **_flatten(config)}
+    return {k: v for k, v in flat.items() if k not in NOT_IDENTITY and not k.startswith("hydra.")
             and f".{CHECK_GRID}." not in k}
 
 

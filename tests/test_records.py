@@ -98,6 +98,17 @@ def test_records_of_another_config_are_one_error_naming_the_first_four_differenc
         check_run_dir(summary_only, dict(old, seed=2))
 
 
+def test_a_directory_from_before_split_existed_resumes_as_the_evaluation_set(tmp_path):
+    import re
+
+    old = {"seed": 1, "n_problems": 5}                                   # written before conf/config.yaml had split
+    check_run_dir(tmp_path, old)
+    (tmp_path / "records.jsonl").write_text('{"problem_id": "p"}\n')
+    check_run_dir(tmp_path, dict(old, split="eval"))
+    with pytest.raises(LabError, match=re.escape("(split: eval -> train)")):
+        check_run_dir(tmp_path, dict(old, split="train"))
+
+
 # -- resume through a whole run -----------------------------------------------------------------------------------
 def config(n):
     return with_fake_policy(compose([f"n_problems={n}", "strategy.budget=4", "bootstrap_resamples=20",
