@@ -51,24 +51,9 @@ SIZE_KEYS = ("hidden", "layers", "heads")
 def load_grid(name_or_path: str) -> dict:
     """A grid file by name (``conf/frontier/NAME.yaml``) or path, checked before anything is written; LabError naming
     the problem."""
-    import yaml
+    from search.engine.study_dirs import read_grid
 
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = GRIDS / f"{name_or_path}.yaml"
-    if not path.exists():
-        names = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml")))
-        raise LabError(f"--grid {name_or_path}: no such grid file; give one of {names} or a path to a YAML file")
-    try:
-        grid = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise LabError(f"{path} is not valid YAML ({str(err).splitlines()[0]}): fix the file") from None
-    if not isinstance(grid, dict):
-        raise LabError(f"{path}: a grid is a mapping of sizes, training, save_at, max_k and targets "
-                       f"(see conf/frontier/default.yaml)")
-    for key in ("sizes", "training", "save_at", "max_k", "targets"):
-        if key not in grid:
-            raise LabError(f"{path}: the grid has no '{key}' (see conf/frontier/default.yaml)")
+    path, grid = read_grid(name_or_path, GRIDS, ("sizes", "training", "save_at", "max_k", "targets"))
     if not isinstance(grid["sizes"], dict) or not grid["sizes"]:
         raise LabError(f"{path}: sizes must map each size's name to its hidden, layers and heads")
     for size, spec in grid["sizes"].items():
@@ -116,19 +101,6 @@ def train_args(grid: dict, size: str, out: Path) -> argparse.Namespace:
     except LabError:
         raise LabError(f"the grid's training {grid['training']} or size {size} {grid['sizes'][size]} is not a "
                        f"set of train_policy options (python -m search.training.train_policy --help)") from None
-
-
-def _check_study_dir(out: Path, record: dict) -> None:
-    """Refuse a directory another grid made; record this one's."""
-    path = out / "study_config.json"
-    if path.exists():
-        before = json.loads(path.read_text())
-        if before != record:
-            changed = sorted(k for k in set(before) | set(record) if before.get(k) != record.get(k))
-            raise LabError(f"{out} holds a study made with another grid (its {', '.join(changed)} differ): give a "
-                           f"new --out, or delete {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def verifier_tokens_per_sample(stored) -> float:
@@ -238,12 +210,13 @@ def analyse(grid: dict, out: Path) -> Path:
 
 def study(grid: dict, out: Path) -> Path:
     """Run every phase not done yet; returns the path of report.md."""
+    from search.engine.study_dirs import check_study_dir
     from search.engine.study_pools import draw_pools, score_pools
     from search.serving.vllm_server import stop_all
     from search.training import train_policy
 
     # what makes the policies, pools and scores; targets and resamples change only the analysis
-    _check_study_dir(out, {k: v for k, v in grid.items() if k not in ANALYSIS_KEYS})
+    check_study_dir(out, {k: v for k, v in grid.items() if k not in ANALYSIS_KEYS})
     for size in grid["sizes"]:
         pdir = out / "policies" / size
         if not (pdir / "training.json").exists():

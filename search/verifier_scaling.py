@@ -74,18 +74,9 @@ class Cell:
 
 def load_grid(name_or_path: str) -> dict:
     """A grid file by name (``conf/scaling/NAME.yaml``) or path, checked; LabError naming the problem."""
-    import yaml
+    from search.engine.study_dirs import read_grid
 
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = GRIDS / f"{name_or_path}.yaml"
-    if not path.exists():
-        names = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml")))
-        raise LabError(f"--grid {name_or_path}: no such grid file; give one of {names} or a path to a YAML file")
-    grid = yaml.safe_load(path.read_text())
-    for key in ("labels", "sizes", "cells", "training", "max_k"):
-        if key not in grid:
-            raise LabError(f"{path}: the grid has no '{key}' (see conf/scaling/default.yaml)")
+    path, grid = read_grid(name_or_path, GRIDS, ("labels", "sizes", "cells", "training", "max_k"))
     for size, spec in grid["sizes"].items():
         if set(spec or {}) - set(SIZE_KEYS):
             raise LabError(f"{path}: size {size} sets {sorted(set(spec) - set(SIZE_KEYS))}; a size sets only "
@@ -147,19 +138,6 @@ def train_args(cell: Cell, grid: dict, labels: Path, out: Path) -> argparse.Name
     else:
         args.steps = max(int(plan.get("min_steps", 1)), -(-int(plan["epochs"]) * cell.amount // args.batch))
     return args
-
-
-def _check_study_dir(out: Path, record: dict) -> None:
-    """Refuse a directory that another grid or label set made; record this one's."""
-    path = out / "study_config.json"
-    if path.exists():
-        before = json.loads(path.read_text())
-        if before != record:
-            changed = sorted(k for k in set(before) | set(record) if before.get(k) != record.get(k))
-            raise LabError(f"{out} holds a study made with another grid or inputs ({', '.join(changed)} differ): "
-                           f"give a new --out, or delete {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def make_labels(grid: dict, path: Path) -> None:
@@ -256,6 +234,7 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
     from search.analysis import verifier_scaling as vs
     from search.engine.records import write_json_atomic
     from search.engine.stored_pools import load_pools
+    from search.engine.study_dirs import check_study_dir
     from search.engine.study_pools import draw_pools, pool_answers, score_pools
     from search.serving.checkpoint import SHIPPED
     from search.training import train_prm
@@ -263,7 +242,8 @@ def study(grid: dict, out: Path, labels: Path | None = None, pools: Path | None 
 
     labels = labels or out / "labels.jsonl"
     pools = pools or out / "pools"
-    _check_study_dir(out, {"grid": grid, "labels": str(labels.resolve()), "pools": str(pools.resolve())})
+    check_study_dir(out, {"grid": grid, "labels": str(labels.resolve()), "pools": str(pools.resolve())},
+                    what="another grid or inputs")
     if not labels.exists():
         make_labels(grid, labels)
     grid_cells = cells(grid)
