@@ -113,6 +113,11 @@ class ManagedServer:
         return f"http://{HOST}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id (the engine runs in its process tree); None before it starts."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the server process is alive."""
         return self._proc is not None and self._proc.poll() is None
