@@ -9,7 +9,7 @@
 2. best-of-k through the lab (``search.engine.runner.run``: metered policy, verifier, per-k evaluation, records);
 3. each step-wise strategy through the lab, with the exact process oracle.
 
-Generated tokens per second of each path, and its ratio to raw (targets: best-of-k >= 0.9, step-wise >= 0.5).
+Generated tokens per second of each path, and its ratio to raw (targets: best-of-k >= 0.9, step-wise >= 0.8).
 Each lab path also prints its requests and mean tokens per request, which is where step-wise searches lose: they
 send many short requests (one step each) where best-of-k sends one long one per problem. The generation cache is
 off, so every path really generates.
@@ -34,7 +34,8 @@ from search.engine.runner import run  # noqa: E402
 from search.tasks.arith import ArithTask  # noqa: E402
 
 STRATEGIES = ("beam_search", "dvts", "mcts", "particle_filtering")
-TARGETS = {"best_of_k": 0.9, **{s: 0.5 for s in STRATEGIES}}
+TARGETS = {"best_of_k": 0.9, **{s: 0.8 for s in STRATEGIES}}
+"""Ratio to raw each path should reach (issue 19: step-wise search at least 0.8x raw; it was 0.5)."""
 
 
 def raw_throughput(base_url: str, model: str, prompts: list[str], n: int, max_tokens: int,
