@@ -228,7 +228,6 @@ class OneServer:
 def run_round(grid: dict, out: Path, arm: str, r: int, servers: OneServer) -> None:
     """Phases 1-3 of one arm's round ``r`` (each skipped when done)."""
     from search.engine.study_pools import draw_pools
-    from search.training.train_policy import finetune
 
     rdir = out / "arms" / arm / f"round-{r}"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -237,18 +236,24 @@ def run_round(grid: dict, out: Path, arm: str, r: int, servers: OneServer) -> No
     if not (rdir / "samples.jsonl").exists():
         servers.use(prev)
         sample_and_verify(grid, arm, prev, r, rdir / "samples.jsonl")
-    rows = read_rows(rdir / "samples.jsonl")
     if not (rdir / "policy" / "training.json").exists():
         servers.close()                 # the two cores go to the fine-tune, not to an idle server
-        keep = kept(rows, int(grid["keep_per_problem"]))
-        spec = grid["finetune"]
-        finetune(prev, [(k["prompt"], k["text"]) for k in keep], rdir / "policy", epochs=int(spec.get("epochs", 1)),
-                 batch=int(spec.get("batch", 64)), lr=float(spec.get("lr", 5e-4)), warmup=int(spec.get("warmup", 10)),
-                 seed=int(spec.get("seed", 0)) + r, extra={"arm": arm, "round": r})
+        finetune_on_kept(grid, prev, rdir / "samples.jsonl", rdir / "policy", r, {"arm": arm, "round": r})
     if not (eval_dir(out, arm, r) / "summary.json").exists():
         servers.use(rdir / "policy")
         draw_pools(eval_dir(out, arm, r), int(grid["max_k"]), grid.get("pools", []), rdir / "policy")
     print(f"== {arm} round {r} ({(time.time() - t0) / 60:.1f} min)", flush=True)
+
+
+def finetune_on_kept(grid: dict, base: Path, samples: Path, out: Path, round_: int, extra: dict) -> dict:
+    """``base`` fine-tuned into ``out`` on what a round kept from ``samples`` (``kept``), with the grid's fine-tuning
+    schedule and round ``round_``'s seed: the teacher's rounds and the student's use the same schedule."""
+    from search.training.train_policy import finetune
+
+    keep, spec = kept(read_rows(samples), int(grid["keep_per_problem"])), grid["finetune"]
+    return finetune(base, [(k["prompt"], k["text"]) for k in keep], out, epochs=int(spec.get("epochs", 1)),
+                    batch=int(spec.get("batch", 64)), lr=float(spec.get("lr", 5e-4)),
+                    warmup=int(spec.get("warmup", 10)), seed=int(spec.get("seed", 0)) + round_, extra=extra)
 
 
 def student_dirs(grid: dict, out: Path) -> dict[str, Path]:
@@ -268,7 +273,6 @@ def run_distill(grid: dict, out: Path, servers: OneServer) -> None:
     measured with best-of-k pools like every round. Every phase kept on disk and skipped when done."""
     from search.engine.study_pools import draw_pools
     from search.training import train_policy
-    from search.training.train_policy import finetune
 
     spec, dirs = grid["distill"], student_dirs(grid, out)
     if not (dirs["base"] / "training.json").exists():
@@ -281,11 +285,8 @@ def run_distill(grid: dict, out: Path, servers: OneServer) -> None:
         target = dirs[f"round-{r}"]
         if not (target / "training.json").exists():
             servers.close()
-            rows = read_rows(out / "arms" / spec["arm"] / f"round-{r}" / "samples.jsonl")
-            keep, ft = kept(rows, int(grid["keep_per_problem"])), grid["finetune"]
-            finetune(prev, [(k["prompt"], k["text"]) for k in keep], target, epochs=int(ft.get("epochs", 1)),
-                     batch=int(ft.get("batch", 64)), lr=float(ft.get("lr", 5e-4)), warmup=int(ft.get("warmup", 10)),
-                     seed=int(ft.get("seed", 0)) + r, extra={"student_of": spec["arm"], "round": r})
+            finetune_on_kept(grid, prev, out / "arms" / spec["arm"] / f"round-{r}" / "samples.jsonl", target, r,
+                             {"student_of": spec["arm"], "round": r})
         prev = target
     for policy, ev in ((dirs["base"], dirs["base_eval"]), (prev, dirs["eval"])):
         if not (ev / "summary.json").exists():
