@@ -78,10 +78,16 @@ def test_requests_spread_over_two_real_servers_with_the_results_of_one(shared_ur
         "eval", 16)]
     params = [SamplingParams(n=4, seed=100 + i, max_tokens=64) for i in range(len(prompts))]
     one = remote_policy([shared_url], "tiny-policy", checkpoint="tiny-policy")
+    other = remote_policy([second_server.base_url], "tiny-policy", checkpoint="tiny-policy")
     two = remote_policy([shared_url, second_server.base_url], "tiny-policy", checkpoint="tiny-policy")
     alone, spread = one.generate(prompts, params), two.generate(prompts, params)
     sent = two.requests_per_replica
-    assert sum(sent) == 16 and min(sent) >= 4, sent                   # both servers did real work
+    # Both servers did real work. How much each gets depends on which answers faster (fewest requests in flight; the
+    # rule itself is pinned down in tests/test_serving_fast.py), so only that each got some is certain here.
+    assert sum(sent) == 16 and min(sent) >= 1, sent
+    # each replica alone draws the same samples, so the split cannot change a result
+    assert [[c.text for c in g.completions] for g in other.generate(prompts, params)] == \
+        [[c.text for c in g.completions] for g in alone]
     assert two.model_id == one.model_id == managed_policy().model_id  # same identity: the cache is shared
     # same checkpoint, same seeds: every sample is the same whichever replica drew it
     assert [[c.text for c in g.completions] for g in spread] == [[c.text for c in g.completions] for g in alone]

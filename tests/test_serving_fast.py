@@ -81,3 +81,36 @@ def test_the_guard_kills_the_rest_when_the_server_dies(tmp_path):
         assert not alive(grandchild)
     finally:
         os.close(w)
+
+
+def test_requests_go_to_the_replica_with_fewest_in_flight_and_ties_take_turns():
+    """Two scripted replicas: while b holds a request, every new one goes to a; when both are idle they alternate.
+    This is the dispatch rule the real two-server test cannot pin down (its timing depends on the machine)."""
+    import threading
+
+    import httpx
+
+    from search.serving.http import Replicas
+
+    entered, release = threading.Event(), threading.Event()
+
+    def answer(name):
+        def handler(request):
+            if name == "b" and not release.is_set():
+                entered.set()
+                release.wait(10)
+            return httpx.Response(200, json={"from": name})
+        return handler
+
+    http = Replicas(["http://a.test", "http://b.test"], "policy", "m", "policy", max_retries=0)
+    http.clients = [httpx.Client(base_url=f"http://{n}.test", transport=httpx.MockTransport(answer(n))) for n in "ab"]
+    assert http.post("/x", {})["from"] == "a"                              # both idle: a first
+    held = threading.Thread(target=http.post, args=("/x", {}))              # then b (its turn), which holds it
+    held.start()
+    assert entered.wait(10)
+    assert [http.post("/x", {})["from"] for _ in range(5)] == ["a"] * 5   # b has one in flight: all go to a
+    release.set()
+    held.join(10)
+    assert http.sent == (6, 1)
+    assert [http.post("/x", {})["from"] for _ in range(4)] == ["b", "a", "b", "a"]   # both idle again: they alternate
+    assert http.sent == (8, 3)
