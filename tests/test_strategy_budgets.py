@@ -82,6 +82,23 @@ def test_a_search_breaks_ties_among_finished_solutions_per_problem():
     assert answers == {"1", "2"}                              # the first to finish no longer always wins
 
 
+def test_a_finished_solution_without_an_answer_never_wins_the_argmax():
+    """A process verifier scores a prefix: a solution that stopped after a right first step ("43+26=69", no answer)
+    scores 1.0 with the process oracle, as the right complete ones do. It can never be right, so the argmax among
+    finished solutions is over those with an answer (as the votes are); it is still returned in the pool."""
+    def node(text, answer):
+        cand = Candidate(steps=tuple(text.split("\n")), answer=answer, text=text, prompt_tokens=1,
+                         completion_tokens=1, finish_reason="stop")
+        return Node(cand, (1.0,), 1.0, finished=True)
+
+    stopped, right = node("43+26=69", None), node("43+26=69\nA:69", "69")
+    for p in PROBLEMS:
+        sel = BeamSearch(budget=4).select(p, [stopped, right])
+        assert sel.answer == "69" and len(sel.candidates) == 2
+    only = BeamSearch(budget=4).select(PROBLEMS[0], [stopped])        # none answered: no answer, as before
+    assert only.answer is None and len(only.candidates) == 1
+
+
 def test_particle_weights_follow_the_latest_score_not_the_history():
     """A live particle whose prefix scores 0.9 outweighs one that finished at 0.8 (with products over steps it lost:
     0.9^3 < 0.8), and the weights are softmax(logit(score) / temperature)."""

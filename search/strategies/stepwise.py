@@ -193,9 +193,13 @@ class StepSearch:
     def select(self, problem: Problem, finished: Sequence[Node], fallback: Sequence[Node] = (),
                extras: dict | None = None) -> Selection:
         """The strategy's answer from its finished solutions under ``selection``, ties broken uniformly (seeded by
-        the problem), or from the best unfinished node when none finished (which then usually has no answer)."""
+        the problem), or from the best unfinished node when none finished (which then usually has no answer).
+        A finished solution without an answer (it stopped early or hit a cap) is returned in the pool but never
+        chosen while another has an answer: a process verifier scores its right prefix as high as a right solution,
+        and the votes already ignore it."""
         pool = list(finished) or sorted(fallback, key=lambda node: -node.score)[:1]
-        answer = select_answer([node.candidate.answer for node in pool], [node.score for node in pool],
+        eligible = [node for node in pool if node.candidate.answer is not None] or pool
+        answer = select_answer([node.candidate.answer for node in eligible], [node.score for node in eligible],
                                self.selection, random.Random(derive_seed(self.seed, problem.id, "ties")))
         scores = Scores(steps=tuple(node.step_scores or (0.0,) for node in pool))
         return Selection(answer=answer, candidates=tuple(node.candidate for node in pool), scores=scores,
