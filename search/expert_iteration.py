@@ -129,7 +129,7 @@ def sample_and_verify(grid: dict, arm: str, checkpoint: Path, round_: int, path:
                                     completion_tokens=0, finish_reason="stop") for s, t in zip(sols, texts)]
             scores = verifier.score(by_id[pid], candidates).final
             rows += [{"problem_id": pid, "prompt": s.prompt, "text": t, "answer": c.answer, "correct": bool(s.correct),
-                      "score": float(sc), "accepted": bool(sc >= threshold)}
+                      "score": float(sc), "accepted": accepts(c.answer, sc, threshold)}
                      for s, t, c, sc in zip(sols, texts, candidates, scores)]
     finally:
         close = getattr(verifier, "close", None)
@@ -157,17 +157,31 @@ def search_with_strategy(grid: dict, arm: str, checkpoint: Path, round_: int, pa
     run(cfg, path.parent / "search", tuple(job))
     task = build_task(cfg)
     prompts = {p.id: p.prompt for p in task.problems("train", int(grid["problems"]))}
-    rows, threshold = [], float(spec.get("threshold", 0.5))
-    for rec in RecordFile(path.parent / "search" / "records.jsonl").records:
+    records = RecordFile(path.parent / "search" / "records.jsonl").records
+    _write_rows(path, search_rows(records, prompts, task, float(spec.get("threshold", 0.5))))
+
+
+def accepts(answer: str | None, score: float, threshold: float, finished: bool = True) -> bool:
+    """The one acceptance rule of every arm: a finished solution with an answer whose verifier score reaches the
+    threshold. A solution without an answer is never training data, whatever its score (a process verifier scores
+    the right prefix of one that stopped early as high as a right solution)."""
+    return bool(finished and answer is not None and score >= threshold)
+
+
+def search_rows(records: list[dict], prompts: dict[str, str], task, threshold: float) -> list[dict]:
+    """The sample rows of a search arm from its run's records: every solution of each problem's pool, in order,
+    with the search's score, whether it is accepted and the search's ledger FLOPs per solution. A search that
+    finished nothing returns its best unfinished node, which is never accepted."""
+    rows = []
+    for rec in records:
         pool = rec["pool"]
-        # a search that finished nothing returns its best unfinished node: never training data
         finished = rec["extras"].get("finished", len(pool["text"])) > 0
         for text, answer, correct, score in zip(pool["text"], pool["answer"], pool["correct"], pool["score"]):
             rows.append({"problem_id": rec["problem_id"], "prompt": prompts[rec["problem_id"]],
                          "text": "\n".join(task.split_steps(text)), "answer": answer, "correct": bool(correct),
-                         "score": float(score), "accepted": bool(finished and score >= threshold),
+                         "score": float(score), "accepted": accepts(answer, score, threshold, finished),
                          "finished": finished, "search_flops": rec["ledger"]["flops"] / len(pool["text"])})
-    _write_rows(path, rows)
+    return rows
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:

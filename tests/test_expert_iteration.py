@@ -208,6 +208,17 @@ def assert_samples_are_the_searchs_finished_solutions(samples, searched, got):
     finished = {rec["problem_id"]: rec["extras"]["finished"] > 0 for rec in searched}
     assert all(s["finished"] == finished[s["problem_id"]] and (finished[s["problem_id"]] or not s["accepted"])
                for s in samples)                                 # an unfinished fallback is never kept
+    # the scores are the process oracle's, recomputed here from the texts (not read back from the run)
+    from search.contracts import Candidate
+    from verifiers.oracle import ProcessOracle
+
+    oracle = ProcessOracle(task)
+    for s in samples:
+        steps = tuple(task.split_steps(s["text"]))
+        cand = Candidate(steps=steps, answer=task.extract_answer(s["text"]), text=s["text"], prompt_tokens=0,
+                         completion_tokens=0, finish_reason="stop")
+        assert oracle.score(train[s["problem_id"]], [cand]).final[0] == s["score"]
+        assert s["answer"] == cand.answer and s["correct"] == task.grade(train[s["problem_id"]], cand.answer)
     assert got.search_flops_per_problem == pytest.approx(np.mean([rec["ledger"]["flops"] for rec in searched]))
     assert all(rec["ledger"]["policy_samples"] > 0 for rec in searched)
 
@@ -291,3 +302,27 @@ def test_the_small_loop_resumes_and_refuses_another_grid(small_study, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and err == [f"error: {out} holds a study made with another grid (its samples "
                                              f"differ): give a new --out, or delete {out}"]
+
+
+def test_a_solution_without_an_answer_is_never_accepted():
+    """Found in multirun/expert_default (beam arm, round 2): the search finished "43+26=69" (stopped after a right
+    first step) beside eight right solutions; the process oracle scores its prefix 1.0, and it was kept as training
+    data. A solution is accepted only when it finished, has an answer and scores at the threshold."""
+    from search.expert_iteration import accepts, search_rows
+    from search.tasks.arith import ArithTask
+
+    task = ArithTask()
+    problem = task.problems("train", 1)[0]
+    texts = ["43+26=69\n", "43+26=69\nA:69", "43+26=69\nA:70"]
+    record = {"problem_id": problem.id, "extras": {"finished": 3},
+              "ledger": {"flops": 300.0},
+              "pool": {"text": texts, "answer": [None, "69", "70"], "correct": [False, True, False],
+                       "score": [1.0, 1.0, 0.2]}}
+    rows = search_rows([record], {problem.id: problem.prompt}, task, threshold=0.5)
+    assert [r["accepted"] for r in rows] == [False, True, False]
+    assert [r["text"] for r in rows] == ["43+26=69", "43+26=69\nA:69", "43+26=69\nA:70"]
+    assert all(r["search_flops"] == 100.0 and r["finished"] and r["prompt"] == problem.prompt for r in rows)
+    unfinished = {**record, "extras": {"finished": 0}}               # the search's fallback: never training data
+    assert not any(r["accepted"] for r in search_rows([unfinished], {problem.id: problem.prompt}, task, 0.5))
+    assert accepts("69", 0.5, 0.5) and not accepts(None, 1.0, 0.5) and not accepts("69", 0.49, 0.5)
+    assert not accepts("69", 1.0, 0.5, finished=False)
