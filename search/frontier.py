@@ -103,17 +103,6 @@ def train_args(grid: dict, size: str, out: Path) -> argparse.Namespace:
                        f"set of train_policy options (python -m search.training.train_policy --help)") from None
 
 
-def verifier_tokens_per_sample(stored) -> float:
-    """The tiny PRM's input tokens per sample of these pools, averaged over problems: every candidate with steps is
-    read once as ``prm_model.encode`` gives it to the model (the same input its vLLM server is sent)."""
-    import numpy as np
-
-    from search.training.prm_model import encode
-
-    return float(np.mean([sum(len(encode(sp.problem.prompt, c.steps)[0]) for c in sp.candidates if c.steps)
-                          / len(sp.candidates) for sp in stored]))
-
-
 def pool_digest(pool: Path) -> str:
     """The identity of a pool directory's draws: the SHA-256 of its records.jsonl."""
     import hashlib
@@ -124,14 +113,12 @@ def pool_digest(pool: Path) -> str:
 def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
     """From the pools (and scores): the checkpoints (training FLOPs, test FLOPs per k) and, per rule, one
     (problems x k) matrix per checkpoint; and one record per checkpoint for the report's table."""
-    import numpy as np
     import pandas as pd
 
     from search.analysis import verifier_scaling as vs
-    from search.analysis.frontier import Checkpoint, flops_at_k
-    from search.engine.stored_pools import load_pools
+    from search.analysis.frontier import Checkpoint
+    from search.engine.study_pools import measure_pools, verifier_tokens_per_sample
     from search.serving import checkpoint as ckpt
-    from search.engine.study_pools import pool_answers
 
     ks = list(range(1, int(grid["max_k"]) + 1))
     rules = list(grid["targets"])
@@ -139,29 +126,16 @@ def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
     checkpoints, matrices, records, order, verifier_flops = [], {r: [] for r in rules}, [], None, {}
     for size, step, name in checkpoint_names(grid):
         training = json.loads((out / "policies" / size / f"step-{step:05d}" / "training.json").read_text())
-        task, stored = load_pools(out / "pools" / name)
-        ids = [sp.problem.id for sp in stored]
-        if order is None:
-            order = ids
-        elif ids != order:
-            raise LabError(f"{out / 'pools' / name} holds other problems than the first checkpoint's: every "
-                           f"checkpoint must be measured on the same evaluation set (delete that directory and "
-                           f"rerun)")
-        if any(len(sp.candidates) < ks[-1] for sp in stored):
-            raise LabError(f"{out / 'pools' / name} has pools smaller than max_k={ks[-1]}")
-        ledgers = [sp.record["ledger"] for sp in stored]
-        prompt = [lg["prompt_tokens"] for lg in ledgers]
-        completion = [lg["completion_tokens"] for lg in ledgers]
-        samples = [lg["policy_samples"] for lg in ledgers]
+        pools = measure_pools(out / "pools" / name, training["n_params"], ks, order, "the first checkpoint's")
+        order = order or pools.ids
         # the verifier reads each candidate with steps once (those without are never scored): its own input tokens
-        verifier_per_sample = 2.0 * verifier_params * verifier_tokens_per_sample(stored) if verifier_params else 0.0
-        policy_flops = flops_at_k(training["n_params"], prompt, completion, samples, ks)
-        answers, plain = pool_answers(task, stored)
-        base = vs.baseline_matrices(plain, answers, ks)
+        verifier_per_sample = (2.0 * verifier_params * verifier_tokens_per_sample(pools.stored) if verifier_params
+                               else 0.0)
+        policy_flops, base = pools.policy_flops, pools.baselines
         for rule in rules:
             if rule == "weighted":
                 matrices[rule].append(vs.weighted_matrix(pd.read_parquet(out / "scores" / f"{name}.parquet"),
-                                                         answers, ks))
+                                                         pools.answers, ks))
             else:
                 matrices[rule].append(base[rule])
         checkpoints.append(Checkpoint(name, size, float(training["training_flops"]), policy_flops))
@@ -170,7 +144,7 @@ def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
                         "tokens": training["tokens"], "training_flops": float(training["training_flops"]),
                         "train_minutes": training["minutes"], "pass_at_1": float(base["coverage"][:, 0].mean()),
                         **{f"{r}_at_max_k": float(matrices[r][-1][:, -1].mean()) for r in rules},
-                        "mean_completion_tokens": float(np.mean([c / n for c, n in zip(completion, samples)])),
+                        "mean_completion_tokens": pools.completion_tokens_per_sample,
                         "test_flops_max_k": float(policy_flops[-1]), "verifier_flops_per_sample": verifier_per_sample})
     return checkpoints, matrices, {"records": records, "verifier_flops": verifier_flops,
                                    "verifier_params": verifier_params}

@@ -5,6 +5,7 @@ Each study is a command; what they share lives here, so no command imports anoth
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +32,66 @@ def pool_answers(task, stored) -> tuple[dict[str, list], "object"]:
     rows = [{"problem_id": sp.problem.id, "candidate": i, "level": "outcome", "step": 0, "score": 0.0,
              "label": int(task.grade(sp.problem, c.answer))} for sp in stored for i, c in enumerate(sp.candidates)]
     return answers, pd.DataFrame(rows)
+
+
+@dataclass
+class MeasuredPools:
+    """One policy's evaluation pools read back for a study: what the frontier and the distillation compare."""
+
+    task: object
+    """The task the pools were drawn on (it grades the answers)."""
+    stored: list
+    """The stored pools (``stored_pools.load_pools``), one per problem, in the run's order."""
+    ids: list[str]
+    """The problem ids in that order: every policy of a study must have the same."""
+    answers: dict[str, list]
+    """Problem id -> the candidates' answers in pool order (majority vote)."""
+    plain: "object"
+    """The outcome table with the grader's labels and no scores (``pool_answers``)."""
+    baselines: dict[str, "object"]
+    """The verifier-free (problems x k) matrices at k = 1..max_k: ``coverage`` and ``majority``."""
+    policy_flops: "object"
+    """Mean policy FLOPs per problem at k = 1..max_k (``frontier.flops_at_k`` from the ledgers)."""
+    completion_tokens_per_sample: float
+    """Mean completion tokens per sample, averaged over problems."""
+
+
+def measure_pools(pools: Path, n_params: int, ks: Sequence[int], order: Sequence[str] | None = None,
+                  first: object = None) -> MeasuredPools:
+    """A policy's pools in ``pools`` (a best-of-k run directory) measured at ``ks`` = 1..max_k for a policy of
+    ``n_params`` parameters. ``order``: the problem ids another policy of the study was measured on (``first``
+    names it in the error); LabError when the problems differ or a pool is smaller than max_k."""
+    import numpy as np
+
+    from search.analysis import verifier_scaling as vs
+    from search.analysis.frontier import flops_at_k
+    from search.contracts import LabError
+    from search.engine.stored_pools import load_pools
+
+    task, stored = load_pools(pools)
+    ids = [sp.problem.id for sp in stored]
+    if order is not None and ids != list(order):
+        raise LabError(f"{pools} holds other problems than {first}: every policy must be measured on the same "
+                       f"evaluation set (delete {pools} and rerun)")
+    if any(len(sp.candidates) < ks[-1] for sp in stored):
+        raise LabError(f"{pools} has pools smaller than max_k={ks[-1]} (delete it and rerun)")
+    ledgers = [sp.record["ledger"] for sp in stored]
+    completion, samples = [lg["completion_tokens"] for lg in ledgers], [lg["policy_samples"] for lg in ledgers]
+    answers, plain = pool_answers(task, stored)
+    return MeasuredPools(task, stored, ids, answers, plain, vs.baseline_matrices(plain, answers, ks),
+                         flops_at_k(n_params, [lg["prompt_tokens"] for lg in ledgers], completion, samples, ks),
+                         float(np.mean([c / n for c, n in zip(completion, samples)])))
+
+
+def verifier_tokens_per_sample(stored) -> float:
+    """The tiny PRM's input tokens per sample of these pools, averaged over problems: every candidate with steps is
+    read once as ``prm_model.encode`` gives it to the model (the same input its vLLM server is sent)."""
+    import numpy as np
+
+    from search.training.prm_model import encode
+
+    return float(np.mean([sum(len(encode(sp.problem.prompt, c.steps)[0]) for c in sp.candidates if c.steps)
+                          / len(sp.candidates) for sp in stored]))
 
 
 def score_pools(checkpoint: Path, task, stored):
