@@ -107,13 +107,9 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     from search.serving.checkpoint import resolve
-    from search.serving.vllm_server import ManagedServer
+    from search.serving.vllm_server import served
 
-    server, base_url = None, args.base_url
-    if base_url is None:
-        server = ManagedServer(resolve("tiny-policy"), served_model_name="tiny-policy").start()
-        base_url = server.base_url
-    try:
+    with served(args.base_url, resolve("tiny-policy"), "tiny-policy") as (base_url, server):
         server_pid = server.pid if server is not None else None
         print(f"server {base_url}; each run a fresh child process, generation cache off")
         print(f"{'run':<10}{'samples':>9}{'tokens':>10}{'solve s':>9}{'lab peak MiB':>14}{'records MiB':>13}"
@@ -140,9 +136,6 @@ def main(argv=None) -> int:
             print(f"lab peak {last['run']} / {base['run']}: {last['peak_rss_mb'] / base['peak_rss_mb']:.2f}x for "
                   f"{last['samples'] / base['samples']:.0f}x the samples; {per:.0f} bytes of peak memory per extra "
                   f"sample")
-    finally:
-        if server is not None:
-            server.stop()
     return 0
 
 

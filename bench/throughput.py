@@ -81,14 +81,9 @@ def main(argv=None) -> int:
 
     checkpoint = resolve("tiny-policy")
     model, n_params = "tiny-policy", count_params(checkpoint)
-    server = None
-    base_url = args.base_url
-    if base_url is None:
-        from search.serving.vllm_server import ManagedServer
+    from search.serving.vllm_server import served
 
-        server = ManagedServer(checkpoint, served_model_name=model).start()
-        base_url = server.base_url
-    try:
+    with served(args.base_url, checkpoint, model) as (base_url, _):
         prompts = [p.prompt for p in ArithTask().problems("eval", args.n_problems)]
         raw_throughput(base_url, model, prompts[:8], args.budget, 96, args.concurrency)       # warm-up
         print(f"server {base_url}, {args.n_problems} problems, budget {args.budget}, concurrency {args.concurrency}")
@@ -106,9 +101,6 @@ def main(argv=None) -> int:
             print(f"{strategy:<22}{r['tokens']:>9}{r['seconds']:>9.1f}{rate:>10.0f}{raw:>10.0f}{rate / raw:>7.2f}"
                   f"{'>=' + str(TARGETS[strategy]) + ' ' + ok:>11}{r['requests']:>10}"
                   f"{r['tokens'] / r['requests']:>9.1f}{r['accuracy']:>10.3f}", flush=True)
-    finally:
-        if server is not None:
-            server.stop()
     return 0
 
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -235,6 +236,18 @@ class ManagedServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+@contextmanager
+def served(base_url: str | None, checkpoint: str | Path, served_model_name: str, **options: Any):
+    """``(base_url, server)`` for a with-block: the running server at ``base_url`` when one is given (``server`` is
+    None), else a ManagedServer of ``checkpoint`` started here and stopped when the block ends, however it ends.
+    ``options`` are ManagedServer's."""
+    if base_url is not None:
+        yield base_url, None
+        return
+    with ManagedServer(str(checkpoint), served_model_name=served_model_name, **options) as server:
+        yield server.base_url, server
 
 
 _registry: dict[tuple, ManagedServer] = {}
