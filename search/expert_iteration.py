@@ -93,14 +93,18 @@ def _check_distill(path: Path, grid: dict) -> None:
 
 
 def _check_study_dir(out: Path, grid: dict) -> None:
-    """Refuse a directory another grid made; record this one's. Allowed: more ``rounds``, new arms and a
-    ``distill`` section where there was none (each adds work and changes nothing done)."""
+    """Refuse a directory another grid made; record this one's. Allowed: more ``rounds``, new arms, a ``distill``
+    section where there was none (each adds work and changes nothing done) and another ``distill.verifier`` (it
+    only prices the analysis)."""
     from search.engine.study_dirs import changed_keys, check_study_dir
+
+    def trained(distill: dict | None) -> dict | None:
+        return None if distill is None else {k: v for k, v in distill.items() if k != "verifier"}
 
     def changed(before: dict, record: dict) -> list[str]:
         keys = [k for k in changed_keys(before, record) if k not in ("arms", "distill")]
         keys += [f"arm {a}" for a, spec in before.get("arms", {}).items() if record["arms"].get(a) != spec]
-        if before.get("distill") is not None and before.get("distill") != record.get("distill"):
+        if before.get("distill") is not None and trained(before["distill"]) != trained(record.get("distill")):
             keys.append("distill")
         return keys
 

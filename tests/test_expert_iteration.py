@@ -97,6 +97,8 @@ def test_a_study_directory_takes_more_arms_and_a_distillation_but_no_changed_arm
     _check_study_dir(tmp_path, first)
     _check_study_dir(tmp_path, {**first, "rounds": 5})                      # more rounds
     _check_study_dir(tmp_path, grid)                                        # more arms, and a distillation
+    _check_study_dir(tmp_path, {**grid, "distill": {**grid["distill"], "verifier": "tiny-prm-exact"}})  # pricing
+    _check_study_dir(tmp_path, grid)
     for change, named in (({"arms": {**grid["arms"], "oracle": {"verifier": ["verifier=process_oracle"]}}},
                            "arm oracle"),
                           ({"distill": {**grid["distill"], "arm": "noisy"}}, "distill"),
