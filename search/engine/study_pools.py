@@ -35,19 +35,15 @@ def pool_answers(task, stored) -> tuple[dict[str, list], "object"]:
 
 
 @dataclass
-class MeasuredPools:
+class PolicyPools:
     """One policy's evaluation pools read back for a study: what the frontier and the distillation compare."""
 
-    task: object
-    """The task the pools were drawn on (it grades the answers)."""
     stored: list
     """The stored pools (``stored_pools.load_pools``), one per problem, in the run's order."""
     ids: list[str]
     """The problem ids in that order: every policy of a study must have the same."""
     answers: dict[str, list]
     """Problem id -> the candidates' answers in pool order (majority vote)."""
-    plain: "object"
-    """The outcome table with the grader's labels and no scores (``pool_answers``)."""
     baselines: dict[str, "object"]
     """The verifier-free (problems x k) matrices at k = 1..max_k: ``coverage`` and ``majority``."""
     policy_flops: "object"
@@ -56,9 +52,9 @@ class MeasuredPools:
     """Mean completion tokens per sample, averaged over problems."""
 
 
-def measure_pools(pools: Path, n_params: int, ks: Sequence[int], order: Sequence[str] | None = None,
-                  first: object = None) -> MeasuredPools:
-    """A policy's pools in ``pools`` (a best-of-k run directory) measured at ``ks`` = 1..max_k for a policy of
+def read_policy_pools(pools: Path, n_params: int, ks: Sequence[int], order: Sequence[str] | None = None,
+                      first: object = None) -> PolicyPools:
+    """A policy's pools in ``pools`` (a best-of-k run directory) read back and summarised at ``ks`` = 1..max_k for a policy of
     ``n_params`` parameters. ``order``: the problem ids another policy of the study was measured on (``first``
     names it in the error); LabError when the problems differ or a pool is smaller than max_k."""
     import numpy as np
@@ -78,9 +74,9 @@ def measure_pools(pools: Path, n_params: int, ks: Sequence[int], order: Sequence
     ledgers = [sp.record["ledger"] for sp in stored]
     completion, samples = [lg["completion_tokens"] for lg in ledgers], [lg["policy_samples"] for lg in ledgers]
     answers, plain = pool_answers(task, stored)
-    return MeasuredPools(task, stored, ids, answers, plain, vs.baseline_matrices(plain, answers, ks),
-                         flops_at_k(n_params, [lg["prompt_tokens"] for lg in ledgers], completion, samples, ks),
-                         float(np.mean([c / n for c, n in zip(completion, samples)])))
+    return PolicyPools(stored, ids, answers, vs.baseline_matrices(plain, answers, ks),
+                       flops_at_k(n_params, [lg["prompt_tokens"] for lg in ledgers], completion, samples, ks),
+                       float(np.mean([c / n for c, n in zip(completion, samples)])))
 
 
 def verifier_tokens_per_sample(stored) -> float:
