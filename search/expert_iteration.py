@@ -422,7 +422,7 @@ def analyse_distill(grid: dict, out: Path) -> dict:
 
     from search.analysis.distill import equal_compute
     from search.analysis.estimators import bootstrap_ci
-    from search.engine.study_pools import read_policy_pools, verifier_tokens_per_sample
+    from search.engine.study_pools import read_policy_pools, verifier_flops_per_sample
     from search.serving import checkpoint as ckpt
 
     spec, dirs, rounds = grid["distill"], student_dirs(grid, out), int(grid["rounds"])
@@ -440,7 +440,7 @@ def analyse_distill(grid: dict, out: Path) -> dict:
         pools = read_policy_pools(ev, training["n_params"], ks, order, next(iter(policies.values()))[1])
         order = order or pools.ids
         flops[name], matrices[name] = pools.policy_flops, pools.baselines
-        verifier_flops[name] = 2.0 * verifier_params * verifier_tokens_per_sample(pools.stored) if priced else 0.0
+        verifier_flops[name] = verifier_flops_per_sample(verifier_params, pools.stored)
         rows.append({"policy": name, "n_params": training["n_params"],
                      "training_flops": float(training["training_flops"]),
                      "pass_at_1": float(matrices[name]["coverage"][:, 0].mean()),

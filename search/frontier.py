@@ -117,7 +117,7 @@ def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
 
     from search.analysis import verifier_scaling as vs
     from search.analysis.frontier import Checkpoint
-    from search.engine.study_pools import read_policy_pools, verifier_tokens_per_sample
+    from search.engine.study_pools import read_policy_pools, verifier_flops_per_sample
     from search.serving import checkpoint as ckpt
 
     ks = list(range(1, int(grid["max_k"]) + 1))
@@ -129,8 +129,7 @@ def measure(grid: dict, out: Path) -> tuple[list, dict, dict]:
         pools = read_policy_pools(out / "pools" / name, training["n_params"], ks, order, "the first checkpoint's")
         order = order or pools.ids
         # the verifier reads each candidate with steps once (those without are never scored): its own input tokens
-        verifier_per_sample = (2.0 * verifier_params * verifier_tokens_per_sample(pools.stored) if verifier_params
-                               else 0.0)
+        verifier_per_sample = verifier_flops_per_sample(verifier_params, pools.stored)
         policy_flops, base = pools.policy_flops, pools.baselines
         for rule in rules:
             if rule == "weighted":

@@ -79,15 +79,21 @@ def read_policy_pools(pools: Path, n_params: int, ks: Sequence[int], order: Sequ
                        float(np.mean([c / n for c, n in zip(completion, samples)])))
 
 
-def verifier_tokens_per_sample(stored) -> float:
-    """The tiny PRM's input tokens per sample of these pools, averaged over problems: every candidate with steps is
-    read once as ``prm_model.encode`` gives it to the model (the same input its vLLM server is sent)."""
+def verifier_flops_per_sample(params: int, stored) -> float:
+    """What a verifier of ``params`` parameters costs per sample of these pools, by the ledger's rule
+    (``ledger.verifier_flops``: 2 x parameters x the tokens it reads), averaged over problems; 0 for a free one
+    (``params`` 0). The tokens are the tiny PRM's input: every candidate with steps is read once as
+    ``prm_model.encode`` gives it to the model (the same input its vLLM server is sent)."""
+    if not params:
+        return 0.0
     import numpy as np
 
+    from search.ledger import verifier_flops
     from search.training.prm_model import encode
 
-    return float(np.mean([sum(len(encode(sp.problem.prompt, c.steps)[0]) for c in sp.candidates if c.steps)
-                          / len(sp.candidates) for sp in stored]))
+    tokens = float(np.mean([sum(len(encode(sp.problem.prompt, c.steps)[0]) for c in sp.candidates if c.steps)
+                            / len(sp.candidates) for sp in stored]))
+    return verifier_flops(params, tokens)
 
 
 def score_pools(checkpoint: Path, task, stored):
