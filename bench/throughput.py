@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,7 +75,7 @@ class Probe:
         self.intervals: list[tuple[float, float]] = []
         self.cpu: list[tuple[float, float]] = []            # (wall, process CPU) at each policy request's start/end
         self.verifier_s = 0.0
-        self._lock = __import__("threading").Lock()
+        self._lock = threading.Lock()
 
     def __enter__(self) -> "Probe":
         from search.ledger import MeteredVerifier
