@@ -50,7 +50,8 @@ class RecordFile:
     A flushed line is in the operating system's hands, so it survives the process being killed (SIGKILL
     included). fsync, which also protects against the machine itself going down, costs about 17 ms here and was
     half of a re-scoring job's time when it ran after every line; it runs at most every ``SYNC_EVERY_S`` seconds
-    and on ``sync()`` (the runner calls it when the problems are done)."""
+    and on ``sync()`` and ``close()`` (the runner closes the file when the problems are done). The file stays open
+    between appends: opening it for every line cost about 1.5 ms a line here."""
 
     SYNC_EVERY_S = 2.0
     """Longest time between two fsyncs while records are appended."""
@@ -58,6 +59,7 @@ class RecordFile:
     def __init__(self, path: Path):
         self.path, self._lock = path, threading.Lock()
         self._synced = time.monotonic()
+        self._fh = None                     # opened on the first append and kept: opening per line cost 1.5 ms here
         self.records: list[dict] = []
         """Every complete record in the file, in the order written."""
         if path.exists():
@@ -85,21 +87,32 @@ class RecordFile:
         """Write one record as one line, durably, before it counts as done."""
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock:
-            with open(self.path, "a") as fh:
-                fh.write(line)
-                fh.flush()
-                if time.monotonic() - self._synced >= self.SYNC_EVERY_S:
-                    os.fsync(fh.fileno())
-                    self._synced = time.monotonic()
+            if self._fh is None:
+                self._fh = open(self.path, "a")
+            self._fh.write(line)
+            self._fh.flush()
+            if time.monotonic() - self._synced >= self.SYNC_EVERY_S:
+                os.fsync(self._fh.fileno())
+                self._synced = time.monotonic()
             self.records.append(record)
 
     def sync(self) -> None:
         """fsync the file: every appended record is on disk when this returns."""
         with self._lock:
-            if self.path.exists():
+            if self._fh is not None:
+                os.fsync(self._fh.fileno())
+            elif self.path.exists():
                 with open(self.path, "rb+") as fh:
                     os.fsync(fh.fileno())
             self._synced = time.monotonic()
+
+    def close(self) -> None:
+        """``sync`` and close the file; a later append opens it again."""
+        self.sync()
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
