@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import random
 import re
+import threading
+import time
 from typing import Sequence
 
 from omegaconf import OmegaConf
@@ -31,11 +33,22 @@ class ArithPolicy:
     """The fake policy (see the module docstring). ``requests`` counts prompts served; ``cached_share`` is the
     share of each prompt it reports as served from a prefix cache."""
 
+    last: "ArithPolicy | None" = None
+    """The instance built most recently (a test reads what the run asked of it)."""
+
     def __init__(self, slip: float = 0.2, premature: float = 0.0, cached_share: float = 0.0, recover: float = 0.0,
-                 model_id: str = "arith-fake@test", n_params: int = 1000, startup_s: float = 0.0):
+                 model_id: str = "arith-fake@test", n_params: int = 1000, startup_s: float = 0.0,
+                 latency_s: float = 0.0):
         self.slip, self.premature, self.cached_share, self.recover = slip, premature, cached_share, recover
         self.startup_s = startup_s
         """Seconds the (pretended) server took to start; a run books them as its server_start phase."""
+        self.latency_s = latency_s
+        """Seconds each ``generate`` call waits before answering, as a call to a server does."""
+        self.threads: list[str] = []
+        """The thread each ``generate`` call ran on, in call order."""
+        self.in_flight = self.most_in_flight = 0
+        self._lock = threading.Lock()
+        ArithPolicy.last = self
         self.model_id, self.n_params = model_id, n_params
         self.requests = 0
         self.calls: list[tuple[str, SamplingParams]] = []
@@ -68,6 +81,18 @@ class ArithPolicy:
         return out
 
     def generate(self, prompts: Sequence[str], params) -> list[Generation]:
+        with self._lock:
+            self.threads.append(threading.current_thread().name)
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency_s)
+            return self._generate(prompts, params)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _generate(self, prompts: Sequence[str], params) -> list[Generation]:
         self.batches.append(sum(p.n for p in per_prompt(params, len(prompts))))
         out = []
         for prompt, p in zip(prompts, per_prompt(params, len(prompts))):

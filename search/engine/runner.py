@@ -81,6 +81,25 @@ def solve_one(problem: Problem, task, policy, strategy: Strategy, verifier, cfg:
     return record
 
 
+WAITED_S = 0.02
+"""A problem that spent more than this (and more than its computing time) waiting is waiting on a server."""
+
+
+def solve_while_computing(todo: list[Problem], solve, records: RecordFile, bar) -> list[Problem]:
+    """Solve problems one after another on this thread while they only compute (generations from the cache, verifiers
+    in this process); return the rest as soon as one waits on a server (wall time above its thread's CPU time by more
+    than ``WAITED_S`` and than that CPU time), for the thread pool. Threads only pay while problems wait: a
+    re-scoring job solved its 200 problems in 2.7 s on 16 threads contending for the GIL and in 1.55 s on one."""
+    for i, problem in enumerate(todo):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        records.append(solve(problem))
+        bar.update(1)
+        wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+        if wall - cpu > max(WAITED_S, cpu):
+            return todo[i + 1:]
+    return []
+
+
 def keep_finished(futures, records: RecordFile) -> None:
     """After one problem failed (a verifier's bug, a dead server): cancel the problems not yet started and record
     every one that still finishes, so a rerun after the fix redoes only what is missing."""
@@ -154,20 +173,25 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
 
     from tqdm import tqdm
 
+    def solve(problem: Problem) -> dict:
+        return solve_one(problem, task, policy, strategy, verifier, cfg, budgets)
+
     t_setup = time.time()
-    with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool, \
-            tqdm(total=len(problems), initial=len(problems) - len(todo), desc="problems", unit="problem",  # pragma: no mutate
-                 file=sys.stderr, dynamic_ncols=True, disable=None) as bar:  # pragma: no mutate (progress bar)
-        futures = [pool.submit(solve_one, p, task, policy, strategy, verifier, cfg, budgets) for p in todo]
+    with tqdm(total=len(problems), initial=len(problems) - len(todo), desc="problems", unit="problem",  # pragma: no mutate
+              file=sys.stderr, dynamic_ncols=True, disable=None) as bar:  # pragma: no mutate (progress bar)
         try:
-            for fut in as_completed(futures):
-                records.append(fut.result())
-                bar.update(1)
-        except BaseException:
-            keep_finished(futures, records)
-            raise
+            todo = solve_while_computing(todo, solve, records, bar)
+            with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
+                futures = [pool.submit(solve, p) for p in todo]
+                try:
+                    for fut in as_completed(futures):
+                        records.append(fut.result())
+                        bar.update(1)
+                except BaseException:
+                    keep_finished(futures, records)
+                    raise
         finally:
-            records.sync()
+            records.close()
     t_solved = time.time()
 
     wanted = {p.id for p in problems}
