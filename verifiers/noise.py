@@ -17,6 +17,7 @@ parameters (``fields``, which become table columns and figure axes) and, where o
 """
 from __future__ import annotations
 
+import functools
 import math
 from statistics import NormalDist
 from typing import ClassVar, Sequence
@@ -216,9 +217,18 @@ def predict(params: dict, p: float, ks: Sequence[int], fp_cost: float = 0.0) -> 
 
 def predict_pool(params: dict, n: int, c: int, ks: Sequence[int], fp_cost: float = 0.0) -> dict[str, list[float]]:
     """The closed forms of the family ``params["noise"]`` given a pool of n samples, c of them accepted by the exact
-    base verifier (empty for no noise or a family without one)."""
-    family = FAMILIES.get(params.get("noise"))
-    return family.predict_pool(params, n, c, ks, fp_cost) if family else {}
+    base verifier (empty for no noise or a family without one). They depend on the pool only through (n, c), so a
+    run's problems share at most n + 1 computations: remembered (``_predict_pool``), each call gets its own lists."""
+    if params.get("noise") not in FAMILIES:
+        return {}
+    out = _predict_pool(tuple(sorted(params.items())), n, c, tuple(ks), fp_cost)
+    return {rule: list(values) for rule, values in out.items()}
+
+
+@functools.lru_cache(maxsize=4096)
+def _predict_pool(params: tuple, n: int, c: int, ks: tuple, fp_cost: float) -> dict[str, tuple[float, ...]]:
+    out = FAMILIES[dict(params)["noise"]].predict_pool(dict(params), n, c, list(ks), fp_cost)
+    return {rule: tuple(values) for rule, values in out.items()}
 
 
 def closed_form_params(verifier) -> dict | None:

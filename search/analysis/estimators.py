@@ -6,6 +6,7 @@ over problems, then put a bootstrap interval on that mean with `bootstrap_ci` or
 """
 from __future__ import annotations
 
+import functools
 from numbers import Integral
 from typing import Hashable, Sequence
 
@@ -172,15 +173,23 @@ def majority_curve(answers: Sequence[Hashable], correct: Sequence[bool], ks: Seq
     n = _same_len(answers=answers, correct=correct)
     ks = _ks(ks, n)
     cls, good = _classes(answers, correct)
-    out = np.zeros(len(ks))
     if not good.any() or len(ks) == 0:
-        return out
+        return np.zeros(len(ks))
     sizes = np.bincount(cls[cls >= 0], minlength=len(good)).tolist()
-    z = int((cls < 0).sum())
+    return np.array(_majority_from_sizes(tuple(sizes), tuple(good.tolist()), int((cls < 0).sum()), tuple(ks.tolist())))
+
+
+@functools.lru_cache(maxsize=8192)
+def _majority_from_sizes(sizes: tuple, good: tuple, z: int, ks: tuple) -> tuple[float, ...]:
+    """maj@k from the class sizes (in first-seen order), which classes are correct and the non-voters: all the
+    dynamic program reads, so problems (and the jobs of a re-scoring sweep, whose answers do not change) with the
+    same sizes share one computation, the same numbers bit for bit."""
+    n, ks_arr = sum(sizes) + z, np.array(ks)
     lf = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
-    for g in np.flatnonzero(good).tolist():
-        out += _majority_target(sizes[g], sizes[:g] + sizes[g + 1:], z, ks, lf)
-    return out
+    out = np.zeros(len(ks))
+    for g in (i for i, ok in enumerate(good) if ok):
+        out += _majority_target(sizes[g], list(sizes[:g] + sizes[g + 1:]), z, ks_arr, lf)
+    return tuple(out.tolist())
 
 
 def majority_at_k(answers: Sequence[Hashable], correct: Sequence[bool], k: int) -> float:
