@@ -6,8 +6,9 @@
 
 Compares every standard sweep's results.parquet and results_by_difficulty.parquet exactly (pandas frame-equal),
 leaving out the columns that record a job's own history rather than its result (wall time, and what the generation
-cache answered), and the main job's per-budget table and policy profile when both directories have ``main_job/``.
-Exit code 0 when everything is equal, 1 otherwise.
+cache answered), the main job's per-budget table and policy profile when both directories have ``main_job/``, and
+every job both have under ``multirun/``: its summary's per-budget table and each record's per-k values, exactly.
+Exit code 0 when everything is equal, 1 otherwise, 2 when there was nothing to compare.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
     args = ap.parse_args(argv)
-    same = True
+    same, compared = True, 0
     for name in SWEEPS:
         for table in ("results.parquet", "results_by_difficulty.parquet"):
             a, b = args.before / "multirun" / name / table, args.after / "multirun" / name / table
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
             x, y = (pd.read_parquet(p).drop(columns=list(HISTORY), errors="ignore") for p in (a, b))
             try:
                 pd.testing.assert_frame_equal(x, y, check_exact=True)
+                compared += 1
                 print(f"{name}/{table}: {x.shape[0]} rows x {x.shape[1]} columns, frame-equal")
             except AssertionError as err:
                 same = False
@@ -51,7 +53,38 @@ def main(argv=None) -> int:
         equal = sa["budgets"] == sb["budgets"] and sa.get("policy_profile") == sb.get("policy_profile")
         print(f"main_job: per-budget table and policy profile {'identical' if equal else 'DIFFERENT'}")
         same &= equal
+        compared += 1
+    jobs, differ = job_records(args.before, args.after)
+    if jobs:
+        compared += 1
+        same &= not differ
+        print(f"jobs: {jobs} in both directories, every summary's per-budget table and every record's per-k values "
+              + ("identical" if not differ else f"DIFFERENT in {len(differ)}: {', '.join(differ[:3])}"))
+    if not compared:
+        print(f"error: nothing to compare: neither {args.before} nor {args.after} holds a sweep's results.parquet, "
+              f"main_job/summary.json or a job both have: give two work directories of bench/sweep_bench.py")
+        return 2
     return 0 if same else 1
+
+
+def job_records(before: Path, after: Path) -> tuple[int, list[str]]:
+    """Jobs (directories with summary.json under multirun/) in both trees: how many, and those whose per-budget
+    table or per-problem ``by_k`` values differ (problems matched by id; records are written as they finish)."""
+    def by_k(run: Path) -> dict:
+        lines = (run / "records.jsonl").read_text().splitlines() if (run / "records.jsonl").exists() else []
+        return {r["problem_id"]: r.get("by_k") for r in map(json.loads, lines)}
+
+    differ, jobs = [], 0
+    for path in sorted((before / "multirun").rglob("summary.json")):
+        rel = path.parent.relative_to(before)
+        other = after / rel
+        if not (other / "summary.json").exists():
+            continue
+        jobs += 1
+        sa, sb = (json.loads((d / "summary.json").read_text()) for d in (path.parent, other))
+        if sa.get("budgets") != sb.get("budgets") or by_k(path.parent) != by_k(other):
+            differ.append(str(rel))
+    return jobs, differ
 
 
 if __name__ == "__main__":

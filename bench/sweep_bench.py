@@ -93,6 +93,9 @@ def print_table(rows: list[dict]) -> None:
           "intervals; report: collect, figures and the report page")
 
 
+TARGET_PER_JOB = 10.0
+"""Issue 19's target for a re-scoring sweep (one that sends no generation request): its time per job at least this
+many times shorter than at commit 7e460b4, with identical tables."""
 PER_JOB = ("sweep_s", "solve_s", "summarize_s", "process_s")
 """The columns of the side-by-side table, per job: the whole sweep's wall time, and its parts that scale with jobs
 (solve holds the per-k evaluation; process is Hydra's per-job work and each job's figure, outside the job's clock)."""
@@ -105,7 +108,9 @@ def print_side_by_side(before: list[dict], after: list[dict], rev: str) -> None:
     for b, a in zip(before, after):
         cells = "".join(f"{b[c] / b['jobs']:>15.3f}{a[c] / a['jobs']:>15.3f}{b[c] / max(a[c], 1e-9):>7.1f}"
                         for c in PER_JOB)
-        print(f"{b['sweep']:<20}{b['jobs']:>5}{cells}")
+        ratio = b["sweep_s"] / max(a["sweep_s"], 1e-9)
+        mark = f"  target >={TARGET_PER_JOB:g}x per job: {'ok' if ratio >= TARGET_PER_JOB else 'MISS'}"
+        print(f"{b['sweep']:<20}{b['jobs']:>5}{cells}{mark if b['requests'] == 0 else ''}")
     print("sweep: wall time of the whole sweep over its jobs; solve: the jobs' solve phase (cache reads, scoring, "
           "closed forms, per-k evaluation); summarize: bootstrap intervals and agreement tests; process: Hydra's "
           "per-job work, each job's figure, imports")
@@ -175,7 +180,10 @@ def main(argv=None) -> int:
         print_table(rows[side])
     if args.old_rev:
         print_side_by_side(rows["before"], rows["after"], args.old_rev)
-        print(f"tables: .venv/bin/python bench/compare_tables.py {workdir / 'before'} {workdir / 'after'}")
+        compare = [sys.executable, str(Path(__file__).resolve().parent / "compare_tables.py"),
+                   str(workdir / "before"), str(workdir / "after")]
+        print(f"\ntables, old against new ({' '.join(compare[1:])}):", flush=True)
+        subprocess.run(compare, check=False)
     if args.readme_figures:
         args.readme_figures.mkdir(parents=True, exist_ok=True)
         last = workdir / ("after" if args.old_rev else "")
