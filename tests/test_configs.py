@@ -84,6 +84,17 @@ def test_overlays_change_only_existing_fields(policy, verifier):
         {k: v for k, v in base.items() if k not in ("policy", "verifier")}
 
 
+@pytest.mark.parametrize("override", ["policy=tiny", "verifier=prm", "verifier=prm_exact", "verifier=orm"])
+def test_tiny_server_configs_start_their_servers_as_the_code_defaults_do(override):
+    """The tiny world's YAML repeats the server settings of managed_policy/managed_prm's defaults; a config that
+    drifts (e.g. loses OMP_NUM_THREADS) would serve scores that differ between requests (tests/test_prm.py)."""
+    from search.serving.vllm_server import TINY_SERVER_ARGS, TINY_SERVER_ENV
+
+    group = override.split("=")[0]
+    cfg = compose([override])[group]
+    assert tuple(cfg.extra_args) == TINY_SERVER_ARGS and dict(cfg.env) == dict(TINY_SERVER_ENV)
+
+
 def run_cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "search.run", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=Path(CONF_DIR).parent)
@@ -178,3 +189,10 @@ def test_an_empty_task_file(tmp_path):
     line = one_error_line(run_cli("task=math_sample", f"task.path={empty}", "cache_path=null",
                                   f"hydra.run.dir={tmp_path}/run"))
     assert "no evaluation problems" in line and "task.path" in line
+
+
+def test_a_cpu_bind_the_server_would_ignore_stops_with_one_line(tmp_path):
+    # vLLM binds threads only in its own worker process; the tiny env runs the worker inside the engine core, where
+    # VLLM_CPU_OMP_THREADS_BIND is never read: the binding asked for would silently not happen
+    line = one_error_line(run_cli("verifier=prm", "verifier.cpu_bind=1", f"hydra.run.dir={tmp_path}"))
+    assert "verifier.cpu_bind" in line and "VLLM_ENABLE_V1_MULTIPROCESSING" in line and "verifier.env" in line

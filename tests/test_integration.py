@@ -31,6 +31,17 @@ def test_best_of_k_end_to_end(tmp_path):
     assert len(records) == 6 and summary["n_problems"] == 6
     flags = summary["policy_server_flags"]              # how the server was started, in every summary
     assert flags[flags.index("--max-model-len") + 1] == "256" and "--no-enable-chunked-prefill" in flags
+    # the tiny world's server runs eager with its worker in the engine core (docs/tiny-world.md), and really does
+    assert "--enforce-eager" in flags and {"VLLM_ENABLE_V1_MULTIPROCESSING=0", "OMP_NUM_THREADS=1"} <= set(flags)
+    from search.serving.vllm_server import _registry
+
+    servers = [s for s in _registry.values() if s.model_path.endswith("tiny/policy") and s._proc is not None
+               and all(f"{k}={v}" in flags for k, v in s.env.items())]
+    assert servers
+    for server in servers:
+        environ = open(f"/proc/{server._proc.pid}/environ", "rb").read().split(b"\0")
+        assert {b"VLLM_ENABLE_V1_MULTIPROCESSING=0", b"OMP_NUM_THREADS=1"} <= set(environ)
+        assert "--enforce-eager" in server.command()
     for r in records:
         pool = r["pool"]
         assert len(pool["text"]) == 8 and len(pool["correct"]) == 8

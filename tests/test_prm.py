@@ -95,6 +95,20 @@ def test_shipped_prm_matches_a_transformers_forward_pass(prm):
         assert row == pytest.approx(at_sep, abs=2e-3)
 
 
+def test_the_judge_on_the_policy_server_scores_the_same_prompts_the_same_every_time():
+    # the contract's determinism rule compares three calls; this asks 150 times, one call after another as a run
+    # does: with the tiny server's worker inside its engine core on two OpenMP threads, one of the probe's prompts
+    # got a P(yes) differing in the sixth digit in 1-8% of requests (vLLM binds its own worker process to one
+    # core and thread; the in-process worker needs OMP_NUM_THREADS=1 for the same)
+    from verifiers.judge import judge
+
+    task, probes = probe()
+    j = judge(task, template="{prompt}{solution}", yes_token="</s>", no_token="\n")
+    problem, cands = probes[0]
+    seen = {j.score(problem, cands).steps for _ in range(150)}
+    assert len(seen) == 1, f"{len(seen)} different score vectors for one prompt list: {sorted(seen)[:2]}"
+
+
 @pytest.mark.parametrize("name", ["prm", "judge"])
 def test_served_verifiers_keep_the_contract(name, prm, policy):
     # long_text is skipped: the tiny PRM's server has a 256-token context and the probe's long candidate is 6,000

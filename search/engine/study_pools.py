@@ -54,9 +54,9 @@ class PolicyPools:
 
 def read_policy_pools(pools: Path, n_params: int, ks: Sequence[int], order: Sequence[str] | None = None,
                       first: object = None) -> PolicyPools:
-    """A policy's pools in ``pools`` (a best-of-k run directory) read back and summarised at ``ks`` = 1..max_k for a policy of
-    ``n_params`` parameters. ``order``: the problem ids another policy of the study was measured on (``first``
-    names it in the error); LabError when the problems differ or a pool is smaller than max_k."""
+    """A policy's pools in ``pools`` (a best-of-k run directory) read back and summarised at ``ks`` = 1..max_k for a
+    policy of ``n_params`` parameters. ``order``: the problem ids another policy of the study was measured on
+    (``first`` names it in the error); LabError when the problems differ or a pool is smaller than max_k."""
     import numpy as np
 
     from search.analysis import verifier_scaling as vs

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from search.serving import checkpoint as ckpt
 from search.contracts import LabError
 from search.serving.openai_policy import OpenAIPolicy
-from search.serving.vllm_server import ManagedServer, get_server
+from search.serving.vllm_server import TINY_SERVER_ARGS, TINY_SERVER_ENV, ManagedServer, get_server, server_env
 
 
 class ManagedPolicy:
@@ -59,20 +59,24 @@ class ManagedPolicy:
 
 def managed_policy(checkpoint: str = "tiny-policy", served_model_name: str | None = None, dtype: str = "float32",
                    max_model_len: int = 256, startup_timeout_s: float = 300.0, kv_cache_gib: int = 1,
-                   block_size: int | None = 32, max_num_seqs: int | None = 256, extra_args: Sequence[str] = (), max_concurrency: int = 64, timeout_s: float = 120.0,
+                   block_size: int | None = 32, max_num_seqs: int | None = 256,
+                   extra_args: Sequence[str] = TINY_SERVER_ARGS, env: Mapping[str, str] | None = TINY_SERVER_ENV,
+                   max_concurrency: int = 64, timeout_s: float = 120.0,
                    max_retries: int = 4, log_dir: str | None = None, logprobs: int | None = None) -> ManagedPolicy:
     """A policy on a vLLM server for ``checkpoint`` (a directory or a shipped name), started on first use (or
-    reused: one warm server per checkpoint and options in this process). ``logprobs``: ask for the top N logprobs
-    of every generated token (vLLM serves at most 20 unless started with ``--max-logprobs``)."""
+    reused: one warm server per checkpoint and options in this process). ``env``: extra environment of the server
+    process (e.g. ``VLLM_ENABLE_V1_MULTIPROCESSING``). ``logprobs``: ask for the top N logprobs of every generated
+    token (vLLM serves at most 20 unless started with ``--max-logprobs``)."""
     check_logprobs(logprobs)
     path = ckpt.resolve(checkpoint)
     digest = ckpt.checkpoint_hash(path)
     name = served_model_name or (checkpoint if checkpoint in ckpt.SHIPPED else path.name)
     model_id, n_params = f"{name}@{digest}", ckpt.count_params(path)
 
+    env = server_env(kv_cache_gib, env)
     options = dict(served_model_name=name, dtype=dtype, max_model_len=max_model_len,
                    startup_timeout_s=startup_timeout_s, block_size=block_size, max_num_seqs=max_num_seqs,
-                   extra_args=tuple(extra_args), env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}, log_path=log_dir)
+                   extra_args=tuple(extra_args), env=env, log_path=log_dir)
 
     def start() -> OpenAIPolicy:
         server = get_server(path, **options)
@@ -83,7 +87,7 @@ def managed_policy(checkpoint: str = "tiny-policy", served_model_name: str | Non
     flags = ManagedServer(str(path), port=0, **{k: v for k, v in options.items() if k != "log_path"}).command()
     flags = flags[flags.index("--model") + 2:]
     flags = [f for i, f in enumerate(flags) if f != "--port" and (i == 0 or flags[i - 1] != "--port")]
-    return ManagedPolicy(start, model_id, n_params, digest, [*flags, f"VLLM_CPU_KVCACHE_SPACE={kv_cache_gib}"],
+    return ManagedPolicy(start, model_id, n_params, digest, [*flags, *(f"{k}={v}" for k, v in env.items())],
                          logprobs)
 
 

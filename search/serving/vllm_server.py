@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 import httpx
@@ -63,6 +64,25 @@ def log_tail(path: str | os.PathLike, n: int = 5) -> str:
         return ""
     lines = [_ANSI.sub("", ln).strip()[:300] for ln in lines]  # a traceback line can run to kilobytes
     return " | ".join([ln for ln in lines if ln][-n:])
+
+
+TINY_SERVER_ARGS = ("--enforce-eager",)
+"""The tiny world's extra server flags (conf/policy/tiny.yaml, conf/verifier/prm.yaml): eager mode starts a server
+in half the time, the same sampled tokens (bench/cold_start.py, docs/tiny-world.md)."""
+TINY_SERVER_ENV = MappingProxyType({"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1"})
+"""The tiny world's extra server environment: vLLM's worker inside its engine core process, one process fewer to
+start, on one OpenMP thread as vLLM's own worker process runs it (there it is bound to one core). Without
+``OMP_NUM_THREADS`` the in-process worker's kernels ran on two threads and the same prompt's logprobs differed in
+the sixth digit in 1-8% of requests (tests/test_prm.py). Real-model configs set ``env: null``."""
+
+
+def server_env(kv_cache_gib: int, *extra: Mapping[str, object] | None) -> dict[str, str]:
+    """A managed server's environment from its config fields: ``VLLM_CPU_KVCACHE_SPACE``, then each mapping of
+    ``extra`` in turn (a later one wins; None is empty), every key and value as text."""
+    env = {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)}
+    for more in extra:
+        env.update({str(k): str(v) for k, v in (more or {}).items()})
+    return env
 
 
 @dataclass
