@@ -2,14 +2,15 @@
 side in one run.
 
     flock /work/heavy.lock .venv/bin/python bench/cold_start.py
-    flock /work/heavy.lock .venv/bin/python bench/cold_start.py --candidates default,enforce_eager --rounds 3
+    flock /work/heavy.lock .venv/bin/python bench/cold_start.py --candidates default,eager_one_process --rounds 3
 
 1. Each candidate's server starts as on a fresh machine: vLLM's cache (VLLM_CACHE_ROOT), torch inductor's
    (TORCHINDUCTOR_CACHE_DIR, and TMPDIR, under which inductor keeps its precompiled C++ headers) and Triton's all
    point into a new empty directory. ``ready s`` is the time from the start command to ``/health`` answering 200.
    ``init s`` is the part of it the engine reports for profiling, the KV cache and the warm-up (compilation
    included); the rest is starting three Python processes (API server, engine core, worker), each importing vLLM.
-   ``warm s`` is a second start of the same setting on the caches the first one filled (``--warm``).
+   Each cold start runs alone (the servers before it are stopped). ``warm s`` is a second start of the same
+   setting on the caches the first one filled, with the candidates before it already up again (they idle).
 2. ``first s`` is the first batch after ready (8 prompts), so a setting that only moves compilation from the start to
    the first request shows it there.
 3. Throughput is raw sampling, as bench/throughput.py measures it: ``budget`` seeded samples of each problem's
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from search.serving.checkpoint import resolve  # noqa: E402
+from search.serving.vllm_server import TINY_SERVER_ARGS, TINY_SERVER_ENV  # noqa: E402
 from search.tasks.arith import ArithTask  # noqa: E402
 
 CANDIDATES = {
@@ -58,6 +60,15 @@ CANDIDATES = {
     "dynamo_eager": ("-cc.mode=DYNAMO_TRACE_ONCE", "-cc.backend=eager"),
 }
 """Extra server flags of each compile setting (appended to the lab's own flags)."""
+# vLLM's worker inside its engine core process (VLLM_ENABLE_V1_MULTIPROCESSING=0), one process fewer importing vLLM,
+# on one OpenMP thread: eager, it is the tiny world's setting (TINY_SERVER_ARGS and TINY_SERVER_ENV,
+# search/serving/vllm_server.py). eager_one_process_two_threads is that setting without OMP_NUM_THREADS, as the lab ran
+# before it measured one prompt's logprobs differing between requests on two threads.
+CANDIDATES.update({"eager_one_process": TINY_SERVER_ARGS, "one_process": (),
+                   "eager_one_process_two_threads": TINY_SERVER_ARGS})
+ENV = {"eager_one_process": TINY_SERVER_ENV, "one_process": TINY_SERVER_ENV,
+       "eager_one_process_two_threads": {k: v for k, v in TINY_SERVER_ENV.items() if k != "OMP_NUM_THREADS"}}
+"""Extra environment of a candidate (beside the empty compile caches)."""
 
 
 def cold_env(folder: Path) -> dict[str, str]:
@@ -121,7 +132,6 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=16, help="samples per prompt")
     ap.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     ap.add_argument("--rounds", type=int, default=3, help="throughput measurements per candidate")
-    ap.add_argument("--warm", default="default", help="candidates to start a second time on their filled caches")
     args = ap.parse_args(argv)
     names = [c for c in args.candidates.split(",") if c]
     unknown = [c for c in names if c not in CANDIDATES]
@@ -139,16 +149,15 @@ def main(argv=None) -> int:
     ready, init, warm, first, tokens, seconds, texts = {}, {}, {}, {}, {}, {}, {}
     failed = True   # until the last measurement is done: keep the logs of a run that broke
     try:
-        for name in names:
+        for name in names:          # each cold start alone, as on a fresh machine; stopped after its first batch
             folder = work / name
             server = ManagedServer(str(checkpoint), served_model_name=model, extra_args=CANDIDATES[name],
-                                   env=cold_env(folder), log_path=str(folder))
+                                   env={**cold_env(folder), **ENV.get(name, {})}, log_path=str(folder))
             t0 = time.time()
             try:
                 server.start()
             except LabError as e:
                 print(f"{name}: did not start ({e})", flush=True)
-                failed = True
                 continue
             ready[name] = time.time() - t0
             init[name] = engine_init_s(server.log_path)
@@ -157,6 +166,16 @@ def main(argv=None) -> int:
             _, first[name], _ = sample(server.base_url, model, prompts[:8], args.budget, 96, args.concurrency)
             print(f"{name}: ready after {ready[name]:.1f} s (engine init {init[name]:.1f} s), "
                   f"first batch {first[name]:.1f} s (log {server.log_path})", flush=True)
+            server.stop()
+        for name in list(servers):  # again on the caches the cold start filled, all up together for the rounds
+            again = ManagedServer(str(checkpoint), served_model_name=model, extra_args=CANDIDATES[name],
+                                  env=servers[name].env, log_path=str(work / name))
+            t0 = time.time()
+            again.start()
+            warm[name] = time.time() - t0
+            groups.append(again._proc.pid)
+            servers[name] = again
+            print(f"{name}: warm start ready after {warm[name]:.1f} s", flush=True)
         up = list(servers)
         for r in range(args.rounds):
             order = up[r % len(up):] + up[:r % len(up)]
@@ -166,16 +185,6 @@ def main(argv=None) -> int:
                 seconds[name] = seconds.get(name, 0.0) + s
                 texts.setdefault(name, got)
                 print(f"  round {r + 1} {name}: {n_tok} tokens in {s:.1f} s, {n_tok / s:.0f} tok/s", flush=True)
-        for name in [c for c in args.warm.split(",") if c in servers]:
-            servers[name].stop()
-            again = ManagedServer(str(checkpoint), served_model_name=model, extra_args=CANDIDATES[name],
-                                  env=servers[name].env, log_path=str(work / name))
-            t0 = time.time()
-            again.start()
-            warm[name] = time.time() - t0
-            groups.append(again._proc.pid)
-            servers[name] = again
-            print(f"{name}: warm start ready after {warm[name]:.1f} s", flush=True)
         failed = len(servers) < len(names)
     finally:
         for server in servers.values():
@@ -198,7 +207,8 @@ def main(argv=None) -> int:
         warm_s = f"{warm[name]:.1f}" if name in warm else "-"
         print(f"{name:<16}{ready[name]:>9.1f}{init[name]:>8.1f}{warm_s:>8}{first[name]:>9.1f}{rate[name]:>9.0f}"
               f"{rate[name] / rate[base]:>8.3f}"
-              f"{f'{same}/{len(texts[base])}':>14}  {' '.join(CANDIDATES[name]) or '(none)'}")
+              f"{f'{same}/{len(texts[base])}':>14}  "
+              f"{' '.join([*CANDIDATES[name], *(f'{k}={v}' for k, v in ENV.get(name, {}).items())]) or '(none)'}")
     print(f"server processes left: {left or 'none'}" + (f"; logs kept in {work}" if failed else ""))
     return 1 if left else 0
 
