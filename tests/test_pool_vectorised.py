@@ -133,3 +133,73 @@ def test_weighted_curve_draws_in_chunks(monkeypatch):
     monkeypatch.setattr(estimators, "_CHUNK", 1)
     chunked = estimators.weighted_vote_curve(answers, scores, correct, [1, 5, 29, 30], n_draws=40, seed=3)
     assert np.array_equal(whole[0], chunked[0]) and np.array_equal(whole[1], chunked[1])
+
+
+def test_weighted_curve_builds_the_draws_of_one_pool_once_for_every_weighting():
+    """A noise sweep scores the same pools again with other weights: the random subsets and where each sample's
+    vote lands depend only on the answers, the budgets, the draws and the seed, so from their second use they are
+    kept and reused; every number equals what a cold computation gives, bit for bit."""
+    rng = np.random.default_rng(11)
+    answers, correct, scores = random_pool(rng, 40)
+    correct[0], answers[0] = True, "9"
+    ks = [1, 4, 16, 40]
+    layouts = estimators.VOTE_LAYOUTS
+    layouts.clear()
+    weights = [scores] + [rng.normal(size=40).tolist() for _ in range(3)]
+    warm = [estimators.weighted_vote_curve(answers, w, correct, ks, n_draws=300, seed=5) for w in weights]
+    assert (layouts.hits, layouts.misses, len(layouts)) == (2, 2, 1)     # built twice, kept from the second
+    for w, got in zip(weights, warm):
+        layouts.clear()
+        cold = estimators.weighted_vote_curve(answers, w, correct, ks, n_draws=300, seed=5)
+        assert np.array_equal(got[0], cold[0]) and np.array_equal(got[1], cold[1])
+    assert not np.array_equal(warm[0][0], warm[1][0])      # the weights did change the vote
+    # another seed, other draws, other answers or budgets: each its own layout
+    layouts.clear()
+    for _ in range(2):
+        estimators.weighted_vote_curve(answers, scores, correct, ks, n_draws=300, seed=6)
+        estimators.weighted_vote_curve(answers, scores, correct, ks, n_draws=301, seed=5)
+        estimators.weighted_vote_curve(answers[::-1], scores, correct[::-1], ks, n_draws=300, seed=5)
+        estimators.weighted_vote_curve(answers, scores, correct, [2, 40], n_draws=300, seed=5)
+    assert (layouts.hits, layouts.misses, len(layouts)) == (0, 8, 4)
+
+
+def test_one_pass_over_many_pools_keeps_no_draws():
+    """A single run sees each pool once: nothing is kept (its peak memory is what it was without the reuse)."""
+    rng = np.random.default_rng(13)
+    layouts = estimators.VOTE_LAYOUTS
+    layouts.clear()
+    for seed in range(20):
+        answers, correct, scores = random_pool(rng, 50)
+        correct[0], answers[0] = True, "9"
+        estimators.weighted_vote_curve(answers, scores, correct, [1, 8, 50], n_draws=100, seed=seed)
+    assert len(layouts) == 0 and layouts.nbytes == 0 and layouts.misses == 20
+
+
+def test_the_vote_layouts_stay_within_their_memory_bound(monkeypatch):
+    """The layouts kept are bounded in bytes (least recently used go first); a layout above the bound is used
+    and not kept. Numbers are the same whatever was kept."""
+    rng = np.random.default_rng(12)
+    answers, correct, scores = random_pool(rng, 30)
+    correct[0], answers[0] = True, "9"
+    layouts = estimators.VOTE_LAYOUTS
+    layouts.clear()
+
+    def curves():
+        return [estimators.weighted_vote_curve(answers, scores, correct, [1, 8, 30], n_draws=200, seed=seed)
+                for seed in range(4)]
+
+    want = curves()
+    curves()
+    assert len(layouts) == 4
+    one = layouts.nbytes / 4                                # four layouts of the same shape
+    monkeypatch.setattr(layouts, "max_bytes", int(2.5 * one))
+    layouts.clear()
+    curves()
+    got = curves()
+    assert layouts.nbytes <= layouts.max_bytes and len(layouts) == 2
+    assert all(np.array_equal(g[0], w[0]) and np.array_equal(g[1], w[1]) for g, w in zip(got, want))
+    monkeypatch.setattr(layouts, "max_bytes", 10)
+    layouts.clear()
+    curves()
+    assert all(np.array_equal(g[0], w[0]) for g, w in zip(curves(), want))
+    assert len(layouts) == 0 and layouts.nbytes == 0

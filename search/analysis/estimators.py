@@ -7,6 +7,9 @@ over problems, then put a bootstrap interval on that mean with `bootstrap_ci` or
 from __future__ import annotations
 
 import functools
+import hashlib
+import threading
+from collections import OrderedDict
 from numbers import Integral
 from typing import Hashable, Sequence
 
@@ -197,20 +200,93 @@ def majority_at_k(answers: Sequence[Hashable], correct: Sequence[bool], k: int) 
     return float(majority_curve(answers, correct, [k])[0])
 
 
-def _weighted_scores(order: np.ndarray, ks: np.ndarray, cls: np.ndarray, w: np.ndarray, good: np.ndarray,
-                     tol: float) -> np.ndarray:
-    """Weighted-vote value of every subset order[d, :k], for increasing ks: an array (len(ks), len(order))."""
-    d, m, K = order.shape[0], len(good), len(ks)
+class VoteLayouts:
+    """The weighted vote's draws, kept between calls: for one pool's answers, budgets, draws and seed, every chunk's
+    ``(top, flat, present)`` (``_vote_layout``), which hold everything a call computes except what the weights add.
+    A noise sweep's jobs, or a study's verifiers, score the same pools with other weights and reuse them: about
+    two thirds of the weighted vote's time. A layout is kept from the second call that builds it on, so a single
+    pass over many pools (one run) keeps nothing; least recently used go first once their arrays pass
+    ``max_bytes``, and a layout larger than that is never kept. Thread-safe."""
+
+    SEEN = 1 << 16
+    """How many keys seen once are remembered (a digest each), to keep their layout when they come again."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        """Most bytes of arrays kept."""
+        self.nbytes = 0
+        """Bytes of arrays kept now."""
+        self.hits = self.misses = 0
+        """Calls that found their layout, and calls that built it, since the last ``clear``."""
+        self._kept: OrderedDict[bytes, tuple] = OrderedDict()
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def clear(self) -> None:
+        """Forget every layout and key and reset the counters."""
+        with self._lock:
+            self._kept.clear()
+            self._seen.clear()
+            self.nbytes = self.hits = self.misses = 0
+
+    def get(self, key: tuple, build) -> tuple:
+        """The layout of ``key`` (a tuple of numbers and bytes), built by ``build()`` (a tuple of chunks of arrays)
+        when not kept."""
+        digest = hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
+        with self._lock:
+            layout = self._kept.get(digest)
+            if layout is not None:
+                self._kept.move_to_end(digest)
+                self.hits += 1
+                return layout
+            self.misses += 1
+            again = self._seen.pop(digest, False) is None
+            if not again:
+                self._seen[digest] = None
+                if len(self._seen) > self.SEEN:
+                    self._seen.popitem(last=False)
+        layout = build()
+        size = sum(a.nbytes for chunk in layout for a in chunk)
+        with self._lock:
+            if again and size <= self.max_bytes and digest not in self._kept:
+                self._kept[digest] = layout
+                self.nbytes += size
+                while self.nbytes > self.max_bytes:
+                    _, old = self._kept.popitem(last=False)
+                    self.nbytes -= sum(a.nbytes for chunk in old for a in chunk)
+        return layout
+
+
+VOTE_LAYOUTS = VoteLayouts(max_bytes=256 << 20)
+"""The weighted vote's kept draws (``VoteLayouts``): at most 256 MiB, about 560 pools of 64 samples at 2,000 draws."""
+
+
+def _vote_layout(order: np.ndarray, ks: np.ndarray, cls: np.ndarray, m: int) -> tuple[np.ndarray, ...]:
+    """What the weighted votes of the subsets order[d, :k] read besides the weights, for increasing ks: ``top``,
+    the samples of each draw's largest subset; ``flat``, where each of them votes (answer, budget segment, draw);
+    ``present``, whether an answer has a vote in a subset, shape (m, len(ks), draws)."""
+    d, K = order.shape[0], len(ks)
     top = order[:, :ks[-1]]
     # Position i of a draw lies in segment s, the first budget with i < ks[s]; one bincount sums the weights and
     # counts the samples of every (answer, segment, draw), and a cumulative sum over segments gives every budget's
     # votes. None answers go to an extra answer m that never wins. Summing by segments rounds differently from
     # summing sample by sample only in the last bits, which the tie tolerance absorbs.
     seg = np.searchsorted(ks, np.arange(ks[-1]), side="right")
-    flat = (np.where(cls >= 0, cls, m) * (K * d))[top] + (seg * d + np.arange(d)[:, None])
+    flat = ((np.where(cls >= 0, cls, m) * (K * d))[top] + (seg * d + np.arange(d)[:, None])).ravel()
     size = (m + 1) * K * d
-    votes = np.bincount(flat.ravel(), weights=w[top].ravel(), minlength=size).reshape(m + 1, K, d)[:m]
-    present = np.bincount(flat.ravel(), minlength=size).reshape(m + 1, K, d)[:m].cumsum(axis=1) > 0
+    present = np.bincount(flat, minlength=size).reshape(m + 1, K, d)[:m].cumsum(axis=1) > 0
+    small = np.uint16 if len(cls) <= np.iinfo(np.uint16).max else np.int64
+    return top.astype(small), flat.astype(np.int32 if size <= np.iinfo(np.int32).max else np.int64), present
+
+
+def _weighted_scores(layout: tuple[np.ndarray, ...], w: np.ndarray, good: np.ndarray, tol: float) -> np.ndarray:
+    """Weighted-vote value of every subset of a ``_vote_layout``: an array (len(ks), draws)."""
+    top, flat, present = layout
+    m, K, d = present.shape
+    votes = np.bincount(flat, weights=w[top].ravel(), minlength=(m + 1) * K * d).reshape(m + 1, K, d)[:m]
     # an absent answer must not beat negative weight sums with 0
     votes = np.where(present, votes.cumsum(axis=1), -np.inf)
     tied = present & (votes >= votes.max(axis=0) - tol)
@@ -228,7 +304,9 @@ def weighted_vote_curve(answers: Sequence[Hashable], weights: Sequence[float], c
     (deterministic given seed); k == n has a single subset and is computed exactly with standard error 0 (nan if
     n_draws == 1). Every k reuses the same draws: draw d gives each sample a uniform key (row d of one seeded
     (n_draws, n) stream) and its k-subset is the k samples with the smallest keys, so the subsets of one draw are
-    nested and the keys are sorted once for all budgets.
+    nested and the keys are sorted once for all budgets. The draws and where each sample votes depend on the
+    answers, not on the weights: from their second use they are kept in ``VOTE_LAYOUTS`` for the next call on the
+    same answers, ks, n_draws and seed (a re-scoring sweep's next job), which then only adds up its weights.
     Args: answers, weights, correct (one per sample), ks subset sizes in 1..n, n_draws >= 1, seed.
     Returns (estimates, standard errors), arrays aligned with ks.
     Complexity: O(n_draws * n log n) time, memory bounded by chunking the draws.
@@ -244,18 +322,22 @@ def weighted_vote_curve(answers: Sequence[Hashable], weights: Sequence[float], c
     if not good.any():
         return est, se
     tol = 1e-12 * max(1.0, float(np.abs(w).sum()))
-    est[ks == n] = _weighted_scores(np.arange(n)[None, :], np.array([n]), cls, w, good, tol)[0, 0]
+    m = len(good)
+    est[ks == n] = _weighted_scores(_vote_layout(np.arange(n)[None, :], np.array([n]), cls, m), w, good, tol)[0, 0]
     sampled = np.unique(ks[ks < n])
     if not len(sampled):
         return est, se
-    rng = np.random.default_rng(seed)
-    vals = np.empty((len(sampled), n_draws))
     # Chunks of draws small enough for the temporaries to stay near the CPU cache (fresh pages for big temporaries
     # cost more than the counting). Keys drawn chunk by chunk are the numbers of one (n_draws, n) draw.
-    step = max(1, _CHUNK // (n + len(sampled) * (len(good) + 1)))
-    for b in range(0, n_draws, step):
-        order = np.argsort(rng.random((min(step, n_draws - b), n)), axis=1)
-        vals[:, b:b + step] = _weighted_scores(order, sampled, cls, w, good, tol)
+    step = max(1, _CHUNK // (n + len(sampled) * (m + 1)))
+
+    def build() -> tuple:
+        rng = np.random.default_rng(seed)
+        return tuple(_vote_layout(np.argsort(rng.random((min(step, n_draws - b), n)), axis=1), sampled, cls, m)
+                     for b in range(0, n_draws, step))
+
+    key = (seed, n_draws, step, sampled.tobytes(), cls.tobytes())
+    vals = np.concatenate([_weighted_scores(chunk, w, good, tol) for chunk in VOTE_LAYOUTS.get(key, build)], axis=1)
     for k, v in zip(sampled.tolist(), vals):
         est[ks == k] = v.mean()
         se[ks == k] = v.std(ddof=1) / np.sqrt(n_draws) if n_draws > 1 else float("nan")
