@@ -88,7 +88,9 @@ def test_killing_the_lab_with_sigkill_leaves_no_vllm_process(tmp_path):
 def test_killing_the_api_server_takes_its_engine_core_with_it(tmp_path):
     script = ("import time\nfrom search.serving.checkpoint import SHIPPED\n"
               "from search.serving.vllm_server import ManagedServer\n"
-              f"s = ManagedServer(str(SHIPPED['tiny-policy']), log_path={str(tmp_path)!r}).start()\n"
+              # vLLM's own three-process layout; eager, since compiling is not what this checks
+              f"s = ManagedServer(str(SHIPPED['tiny-policy']), extra_args=('--enforce-eager',), "
+              f"log_path={str(tmp_path)!r}).start()\n"
               "print('up', flush=True)\ntime.sleep(600)\n")
     owner = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
