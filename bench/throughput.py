@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/throughput.py                          # starts a managed server on the tiny policy
     .venv/bin/python bench/throughput.py --base-url http://127.0.0.1:8000 --n-problems 64 --budget 16
+    .venv/bin/python bench/throughput.py --in-flight 16/64,64/64,128/256   # problems/requests in flight, side by side
 
 1. raw: plain sampling straight to the server's completions endpoint (no lab code): ``budget`` samples of each
    problem's prompt, the requests in flight together, exactly what best-of-k asks for; measured again right
@@ -220,6 +221,27 @@ def lab_throughput(base_url: str, model: str, n_params: int, strategy: str, veri
             **probe.summary()}
 
 
+def in_flight_table(base_url: str, model: str, n_params: int, prompts: list[str], args, settings) -> None:
+    """Each step-wise path at each (problems, requests) in flight, one after another on the server, in two rounds
+    of opposite orders, each round after its own raw measurement; tokens/s, its ratio to that raw rate, and what
+    the engine had in flight."""
+    print(f"{args.n_problems} problems, budget {args.budget}; problems/requests in flight: "
+          f"{', '.join(f'{p}/{r}' for p, r in settings)}; ratio = tokens/s over the round's raw tokens/s")
+    print(f"{'path':<22}{'round':>6}{'problems':>9}{'requests':>9}{'tokens/s':>10}{'ratio':>7}{'in flight':>10}"
+          f"{'seqs':>7}{'accuracy':>10}")
+    for strategy in [s for s in args.strategies.split(",") if s]:
+        for rnd, order in enumerate((settings, settings[::-1])):
+            tokens, seconds, _ = raw_throughput(base_url, model, prompts, args.budget, 96, args.concurrency)
+            for problems, requests in order:
+                reset_prefix_cache(base_url)
+                r = lab_throughput(base_url, model, n_params, strategy, args.verifier, args.n_problems,
+                                   args.budget, problems, requests)
+                rate = r["tokens"] / r["seconds"]
+                print(f"{strategy:<22}{rnd + 1:>6}{problems:>9}{requests:>9}{rate:>10.0f}"
+                      f"{rate / (tokens / seconds):>7.2f}{r['in_flight']:>10.1f}{r['seqs_in_flight']:>7.0f}"
+                      f"{r['accuracy']:>10.3f}", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base-url", default=None, help="a running server (default: start a managed one)")
@@ -232,7 +254,19 @@ def main(argv=None) -> int:
     ap.add_argument("--verifier", default="process_oracle", choices=("process_oracle", "prm"),
                     help="the step-wise paths' verifier: the exact process oracle (in process) or the shipped PRM "
                          "on its own vLLM server beside the policy's (PRM-guided search)")
+    ap.add_argument("--in-flight", default="",
+                    help="instead: settings PROBLEMS/REQUESTS in flight (e.g. 16/64,64/64; the lab's defaults are "
+                         "concurrency=16 and policy.max_concurrency=64), each step-wise path run at every one in "
+                         "turn after one raw measurement, two rounds in opposite orders")
     args = ap.parse_args(argv)
+    try:
+        settings = [tuple(int(x) for x in s.split("/")) for s in args.in_flight.split(",") if s]
+        if any(len(s) != 2 or min(s) < 1 for s in settings):
+            raise ValueError
+    except ValueError:
+        print(f"error: --in-flight {args.in_flight!r} is not a list of PROBLEMS/REQUESTS pairs: give e.g. "
+              f"--in-flight 16/64,64/64", file=sys.stderr)
+        return 2
 
     checkpoint = resolve("tiny-policy")
     model, n_params = "tiny-policy", count_params(checkpoint)
@@ -241,6 +275,9 @@ def main(argv=None) -> int:
     with served(args.base_url, checkpoint, model, env={"VLLM_SERVER_DEV_MODE": "1"}) as (base_url, _):
         prompts = [p.prompt for p in ArithTask().problems("eval", args.n_problems)]
         raw_throughput(base_url, model, prompts[:8], args.budget, 96, args.concurrency)       # warm-up
+        if settings:
+            in_flight_table(base_url, model, n_params, prompts, args, settings)
+            return 0
         print(f"server {base_url}, {args.n_problems} problems, budget {args.budget}, concurrency {args.concurrency}, "
               f"policy requests in flight at most {args.max_requests}")
         print("each path runs right after its own raw measurement; ratio = path tokens/s over that raw tokens/s")
