@@ -111,15 +111,39 @@ def test_the_judge_on_the_policy_server_scores_the_same_prompts_the_same_every_t
 
 @pytest.mark.parametrize("name", ["prm", "judge"])
 def test_served_verifiers_keep_the_contract(name, prm, policy):
-    # long_text is skipped: the tiny PRM's server has a 256-token context and the probe's long candidate is 6,000
-    # characters (the checker reports it as a FAIL line for a served verifier that does not cut its input)
+    # the judge skips long_text: the policy server has a 256-token context, the probe's long candidate is 6,000
+    # characters, and the judge does not cut its prompt (the checker reports that as a FAIL line); the PRM does
     if name == "prm":
-        assert check_verifier(lambda: prm, skip=("long_text",)) == [c for c in CHECKS if c != "long_text"]
+        assert check_verifier(lambda: prm) == list(CHECKS)
     else:
         from verifiers.judge import judge
 
         check_verifier(lambda: judge(TASK, template="{prompt}{solution}", yes_token="</s>", no_token="\n"),
                        skip=("long_text",))
+
+
+def test_a_candidate_past_the_prm_context_is_cut_where_the_server_stops_reading(prm):
+    # the tiny PRM's server reads 256 tokens: the contract's long candidate is cut there; the steps whose separators
+    # it read score what the same steps score on their own (the PRM reads left to right), the rest 0.0, and the
+    # tokens charged are the 256 it read
+    from transformers import AutoTokenizer
+    from verifiers.contract import long_candidate
+
+    problem = TASK.problems("eval", 1)[0]
+    long = long_candidate(TASK, problem)
+    tok = AutoTokenizer.from_pretrained(SHIPPED["tiny-prm"])
+    ids = tok(prm.render(problem, long)).input_ids
+    read = ids[:256].count(tok.convert_tokens_to_ids(" "))
+    assert len(ids) > 256 and 0 < read < len(long.steps)
+    head = Candidate(steps=long.steps[:read], answer=None, text="", prompt_tokens=1, completion_tokens=1,
+                     finish_reason="length")
+    cut_before = prm.cut
+    scores = prm.score(problem, [long, head])
+    assert prm.cut == cut_before + 1 and prm.context() == 256
+    assert scores.tokens == 256 + len(tok(prm.render(problem, head)).input_ids)
+    row, alone = scores.steps
+    assert len(row) == len(long.steps) and row[read:] == (0.0,) * (len(long.steps) - read)
+    assert row[:read] == pytest.approx(alone, abs=1e-5)
 
 
 def test_prm_server_without_the_step_pooler_is_one_clear_error(prm):

@@ -29,8 +29,9 @@ def scripted(answer):
     bodies = []
 
     def handler(request):
-        body = json.loads(request.content)
-        bodies.append((request.url.path, body))
+        body = json.loads(request.content) if request.content else None      # None: a GET
+        if body is not None:
+            bodies.append((request.url.path, body))
         return httpx.Response(200, json=answer(request.url.path, body))
 
     http = Replicas(["http://verifier.test"], "verifier", "m", "verifier", max_retries=0)
@@ -145,6 +146,42 @@ def test_a_prm_server_without_the_step_pooler_is_one_error():
     http, _ = scripted(lambda path, body: {"data": [{"index": 0, "data": [[0.5, 0.5]] * 9}]})
     with pytest.raises(LabError, match=r"returned 9 scores for 2 steps; start its server with the step pooler"):
         prm(http).score(PROBLEM, [cand("17+5=22\nA:22")])
+
+
+def context_of(n, served=None):
+    """A PRM server's answers: its model card (``max_model_len`` n) on GET /v1/models, ``served`` on POSTs."""
+    return lambda path, body: ({"data": [{"id": "prm", "max_model_len": n}]} if body is None else served(body))
+
+
+def test_a_candidate_longer_than_the_prm_context_is_cut_and_its_unread_steps_score_zero():
+    # the server keeps the first max_model_len tokens (truncate_prompt_tokens=-1, truncation_side=right), so the
+    # pooler scores only the separators inside them: the steps it never read score 0.0 (not vouched for), the
+    # tokens charged are the ones it read, and the verifier counts the candidates it cut
+    cands = [cand("17+5=22\n22*3=66\nA:66"), cand("17+5=2")]
+    served = {0: [[0.1, 0.9], [0.3, 0.7]], 1: [[0.8, 0.2]]}                # candidate 0: 2 of its 3 separators
+    http, bodies = scripted(context_of(64, lambda body: {
+        "data": [{"index": i, "data": served[i]} for i in (0, 1)], "usage": {"prompt_tokens": 64 + 9}}))
+    v = prm(http)
+    scores = v.score(PROBLEM, cands)
+    assert scores.steps == ((0.9, 0.7, 0.0), (0.2,)) and scores.tokens == 73 and v.cut == 1
+    [(path, body)] = bodies
+    assert body["truncate_prompt_tokens"] == -1 and body["truncation_side"] == "right"
+    http, _ = scripted(context_of(64, lambda body: {
+        "data": [{"index": i, "data": served[i]} for i in (0, 1)], "usage": {"prompt_tokens": 64 + 9}}))
+    assert prm(http, outcome=True).score(PROBLEM, cands).steps == ((0.0,), (0.2,))  # an ORM never read the end
+
+
+@pytest.mark.parametrize("tokens, context", [(40, 64), (64 + 63, 64), (73, None)])
+def test_fewer_step_scores_from_inputs_that_were_not_cut_is_the_pooler_error(tokens, context):
+    # two candidates short of scores but the request's tokens leave room for at most one cut input (each cut input
+    # is exactly max_model_len tokens), or a server whose context cannot be read: a server whose step pooler reads
+    # another token than the separator, not a long candidate
+    served = {"data": [{"index": 0, "data": [[0.1, 0.9]]}, {"index": 1, "data": []}],
+              "usage": {"prompt_tokens": tokens}}
+    answer = context_of(context, lambda body: served) if context else (lambda path, body: served if body else {})
+    http, _ = scripted(answer)
+    with pytest.raises(LabError, match=r"returned 1 scores for 3 steps; start its server with the step pooler"):
+        prm(http).score(PROBLEM, [cand("17+5=22\n22*3=66\nA:66"), cand("17+5=2")])
 
 
 def test_prm_input_formats_lay_out_the_question_and_the_steps(tmp_path):

@@ -10,6 +10,13 @@ The PRM reads the problem prompt followed by the candidate's steps, each step fo
 class probabilities per step; the score of a step is the probability of the ``positive_label`` class. A server
 started without that pooler returns a row per token, which the count check turns into one clear error.
 
+A candidate longer than the server's context (``max_model_len``, read from its ``/v1/models``) is cut there by the
+server (``truncate_prompt_tokens=-1``, ``truncation_side=right``: the first tokens kept), as the verifier contract
+asks of a served model: the steps whose separators it read get their scores, the steps it never read score 0.0 (the
+PRM did not vouch for them; an outcome model, which reads the last separator, gives the whole candidate 0.0), the
+tokens charged are those it read, and ``cut`` counts such candidates. Fewer scores than steps from inputs that
+cannot all have been cut (each cut input is exactly ``max_model_len`` tokens) is the pooler error above.
+
 How the text is laid out is ``input_format``, following each model's own documented usage:
 
 - ``prompt`` (the tiny PRM): the problem's prompt as the policy saw it, then the steps.
@@ -24,6 +31,7 @@ what it learned and what it is asked are the same text.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Mapping, Sequence
 
 from search.serving import checkpoint as ckpt
@@ -96,7 +104,20 @@ class PRMVerifier(ServedModel):
         self.step_joiner = task.step_delimiter if step_joiner is None else step_joiner
         self.positive_label, self.name = positive_label, name
         self.kind = "outcome" if outcome else "process"
+        self.cut = 0
+        """Candidates cut at the server's context so far (their unread steps scored 0.0)."""
+        self._context: int | None = None
+        self._cut_lock = threading.Lock()
         super().__init__(http)
+
+    def context(self) -> int | None:
+        """The server's ``max_model_len`` from its ``/v1/models`` (read once); None when it does not say."""
+        if self._context is None:
+            cards = (self.http.get_json("/v1/models") or {}).get("data") or []
+            lengths = [c.get("max_model_len") for c in cards if c.get("id") == self.model] or \
+                [c.get("max_model_len") for c in cards[:1]]
+            self._context = int(lengths[0]) if lengths and lengths[0] else None
+        return self._context
 
     def render(self, problem: Problem, candidate: Candidate) -> str:
         """The text the PRM reads for one candidate, laid out by ``input_format``."""
@@ -128,18 +149,27 @@ class PRMVerifier(ServedModel):
         tokens = 0
         if scored:
             body = {"model": self.model, "task": "token_classify",
-                    "input": [self.render(problem, candidates[i]) for i in scored]}
+                    "input": [self.render(problem, candidates[i]) for i in scored],
+                    "truncate_prompt_tokens": -1, "truncation_side": "right"}
             data = self.http.post("/pooling", body)
             tokens = int((data.get("usage") or {}).get("prompt_tokens") or 0)
-            for i, item in zip(scored, sorted(data["data"], key=lambda d: d.get("index", 0))):
-                probs = item["data"]
-                want = len(candidates[i].steps)
-                if len(probs) != want:
-                    raise LabError(
-                        f"reward model {self.model} returned {len(probs)} scores for {want} steps; start its server "
-                        f"with the step pooler for step_separator={self.step_separator!r} (--pooler-config "
-                        f"'{{\"tok_pooling_type\": \"STEP\", \"step_tag_id\": ID}}')")
-                rows[i] = tuple(min(1.0, max(0.0, float(p[self.positive_label]))) for p in probs)
+            items = list(zip(scored, sorted(data["data"], key=lambda d: d.get("index", 0))))
+            short = [(i, len(item["data"])) for i, item in items if len(item["data"]) < len(candidates[i].steps)]
+            over = [(i, len(item["data"])) for i, item in items if len(item["data"]) > len(candidates[i].steps)]
+            context = self.context() if short else None
+            room = tokens // context if context else 0      # inputs that can have been cut: each is context long
+            if over or len(short) > room:
+                i, got = (over or short)[0]
+                raise LabError(
+                    f"reward model {self.model} returned {got} scores for {len(candidates[i].steps)} steps; start its "
+                    f"server with the step pooler for step_separator={self.step_separator!r} (--pooler-config "
+                    f"'{{\"tok_pooling_type\": \"STEP\", \"step_tag_id\": ID}}')")
+            for i, item in items:
+                read = tuple(min(1.0, max(0.0, float(p[self.positive_label]))) for p in item["data"])
+                rows[i] = read + (0.0,) * (len(candidates[i].steps) - len(read))
+            if short:
+                with self._cut_lock:
+                    self.cut += len(short)
         out = tuple(rows.get(i, (0.0,)) for i in range(len(candidates)))
         return Scores(steps=tuple(row[-1:] for row in out) if self.kind == "outcome" else out, tokens=tokens)
 
