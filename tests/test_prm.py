@@ -111,15 +111,14 @@ def test_the_judge_on_the_policy_server_scores_the_same_prompts_the_same_every_t
 
 @pytest.mark.parametrize("name", ["prm", "judge"])
 def test_served_verifiers_keep_the_contract(name, prm, policy):
-    # the judge skips long_text: the policy server has a 256-token context, the probe's long candidate is 6,000
-    # characters, and the judge does not cut its prompt (the checker reports that as a FAIL line); the PRM does
+    # long_text included: the servers have a 256-token context and the probe's long candidate is 6,000 characters
     if name == "prm":
         assert check_verifier(lambda: prm) == list(CHECKS)
     else:
         from verifiers.judge import judge
 
-        check_verifier(lambda: judge(TASK, template="{prompt}{solution}", yes_token="</s>", no_token="\n"),
-                       skip=("long_text",))
+        assert check_verifier(lambda: judge(TASK, template="{prompt}{solution}", yes_token="</s>",
+                                            no_token="\n")) == list(CHECKS)
 
 
 def test_a_candidate_past_the_prm_context_is_cut_where_the_server_stops_reading(prm):
@@ -261,4 +260,16 @@ def test_shipped_judge_serves_the_verdicts_it_was_trained_on():
             probs = model(input_ids=ids).logits[0, -1].softmax(-1)
         assert p_served == pytest.approx(float(probs[yes] / (probs[yes] + probs[no])), abs=2e-3)
     assert len({round(p, 3) for (p,) in scores.steps}) > 1            # it tells candidates apart
-    check_verifier(lambda: sampled_judge(TASK, samples=2, max_prompt_chars=240, **TINY_JUDGE), skip=("long_text",))
+    # a candidate past the 256-token context: its solution cut so the prompt and the answer token fit, scored as
+    # transformers scores the cut prompt
+    from verifiers.contract import long_candidate
+
+    long = long_candidate(TASK, problem)
+    (p_long,), = served.score(problem, [long]).steps
+    [cut] = served.prompts(problem, [long])
+    ids = tok(cut, return_tensors="pt").input_ids
+    assert served.cut == 2 and 250 <= ids.shape[1] <= 255 and cut.endswith("\n=")
+    with torch.no_grad():
+        probs = model(input_ids=ids).logits[0, -1].softmax(-1)
+    assert p_long == pytest.approx(float(probs[yes] / (probs[yes] + probs[no])), abs=2e-3)
+    assert check_verifier(lambda: sampled_judge(TASK, samples=2, **TINY_JUDGE)) == list(CHECKS)

@@ -14,6 +14,7 @@ from search.serving.http import Replicas
 from search.tasks.arith import ArithTask
 from verifiers.judge import GenerativeJudge
 from verifiers.prm import PRMVerifier, render
+from verifiers.sampled_judge import SampledJudge
 
 TASK = ArithTask()
 PROBLEM = TASK._make(17, (("+", 5), ("*", 3)))          # Q:17+5*3 -> 17+5=22, 22*3=66, A:66
@@ -84,6 +85,52 @@ def test_a_judge_server_that_drops_answers_is_one_error():
     http, _ = scripted(lambda path, body: {"choices": [{"index": 0, "logprobs": None}], "usage": {}})
     with pytest.raises(LabError, match="returned 1 answers for 2 prompts"):
         judge(http).score(PROBLEM, [cand("A:1"), cand("A:2")])
+
+
+def char_server(context, prompts):
+    """A judge server with a context of ``context`` tokens whose tokenizer is one token per character after a BOS
+    (id 1); every completions prompt it is sent goes into ``prompts``."""
+    def answer(path, body):
+        if body is None:
+            return {"data": [{"id": "m", "max_model_len": context}]}
+        if path == "/tokenize":
+            return {"tokens": [1] * body["add_special_tokens"] + [ord(c) for c in body["prompt"]]}
+        if path == "/detokenize":
+            return {"prompt": "".join(map(chr, body["tokens"]))}
+        assert all(len(p) + 1 + body["max_tokens"] <= context for p in body["prompt"]), "over the context"
+        prompts.extend(body["prompt"])
+        return {"choices": [{"index": i, "text": " yes", "finish_reason": "length",
+                             "logprobs": {"top_logprobs": [{" yes": -0.1, " no": -2.3}]}}
+                            for i in range(len(body["prompt"]))], "usage": {"prompt_tokens": 1}}
+    return answer
+
+
+def test_a_judge_prompt_past_the_context_has_its_solution_cut_to_fit():
+    # 64 tokens of context, one answer token: a prompt may be 63 tokens with its BOS, so 62 characters; the long
+    # candidate's solution is cut at its end to exactly that, the short one is sent as it is and never counted
+    long, short = cand("17+5=22\n" * 12 + "A:22"), cand("A:66")
+    prompts = []
+    http, bodies = scripted(char_server(64, prompts))
+    j = judge(http, template="P:{prompt}|S:{solution}|ok?")
+    assert j.score(PROBLEM, [long, short]).final == pytest.approx((1 / (1 + math.exp(-2.2)),) * 2)
+    head = f"P:{PROBLEM.prompt}|S:"
+    assert prompts[1] == f"{head}A:66|ok?" and len(prompts[0]) == 62 and j.cut == 1
+    assert prompts[0] == head + long.text[:62 - len(head) - 4] + "|ok?"
+    assert [b["prompt"] for path, b in bodies if path == "/tokenize"][0] == f"{head}{long.text}|ok?"
+    assert not any(path == "/tokenize" and b["prompt"] == prompts[1] for path, b in bodies)
+    # a sampled judge leaves room for all its verdict tokens
+    prompts.clear()
+    http, _ = scripted(char_server(64, prompts))
+    sampled = SampledJudge(TASK, http, "m", "m@1", 1, samples=1, max_tokens=5, template="P:{prompt}|S:{solution}|ok?")
+    assert sampled.score(PROBLEM, [long]).final == (1.0,)
+    assert len(prompts[0]) == 64 - 1 - 5 and sampled.cut == 1
+
+
+def test_a_judge_template_longer_than_the_context_is_one_error():
+    http, _ = scripted(char_server(24, []))
+    with pytest.raises(LabError, match=r"the judge prompt without its solution is 28 tokens, more than the 23 that "
+                                        r"server m's context leaves for it: shorten verifier.template"):
+        judge(http, template="P:{prompt}|S:{solution}|is it right?").score(PROBLEM, [cand("17+5=22\n" * 9)])
 
 
 # -- the PRM -------------------------------------------------------------------------------------------------------

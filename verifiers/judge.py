@@ -9,15 +9,25 @@ carries every candidate's judge prompt (``template`` with ``{prompt}`` and ``{so
 greedy token with the top ``top_logprobs`` alternatives, and scores the candidate
 ``P(yes) / (P(yes) + P(no))`` over the two answer tokens. A token missing from the top list counts as probability 0;
 when both are missing the score is 0.5 (undecided) and ``undecided`` counts it.
+
+A judge prompt longer than the server's context (``max_model_len`` from its ``/v1/models``, less the tokens the
+judge generates) has its solution cut at the end to fit, counted in tokens by the server's own ``/tokenize`` and
+``/detokenize`` (asked only for prompts whose UTF-8 bytes could reach the context): the judge reads the problem,
+the start of the solution and the whole question, where the server would refuse the request; ``cut`` counts them.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from typing import Sequence
 
 from search.contracts import Candidate, LabError, Problem, Scores, Task
 from search.serving.http import Replicas, ServedModel
+
+SPECIAL_TOKENS = 8
+"""Tokens a tokenizer may add to a prompt beyond one per UTF-8 byte (BOS and the like): a prompt of fewer bytes than
+the context less these cannot exceed it, and is sent without asking the server to count it."""
 
 INSTRUCT_TEMPLATE = ("Problem:\n{prompt}\n\nProposed solution:\n{solution}\n\n"
                      "Is the proposed solution correct? Answer yes or no.\nAnswer:")
@@ -48,8 +58,55 @@ class GenerativeJudge(ServedModel):
         self.template, self.yes, self.no, self.top_logprobs, self.name = template, yes_token, no_token, top_logprobs, name
         self.undecided = 0
         """Candidates for which neither answer token was among the top logprobs (scored 0.5)."""
+        self.cut = 0
+        """Candidates whose solution was cut so that the judge prompt fits the server's context."""
         super().__init__(http)
         self._lock = threading.Lock()
+
+    answer_tokens = 1
+    """Tokens the server generates after each judge prompt: the prompt may use the context less these."""
+
+    def prompts(self, problem: Problem, candidates: Sequence[Candidate]) -> list[str]:
+        """Every candidate's judge prompt, one past the server's context with its solution cut to fit."""
+        texts = [self.judge_prompt(problem, c) for c in candidates]
+        context = self.context()
+        if not context:                          # a server that does not say: sent as they are
+            return texts
+        limit = context - self.answer_tokens
+        for i, text in enumerate(texts):
+            if len(text.encode()) + SPECIAL_TOKENS > limit:
+                texts[i] = self._fit(problem, candidates[i], text, limit)
+        return texts
+
+    def _count(self, text: str, special: bool = True) -> list[int]:
+        return self.http.post("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": special})[
+            "tokens"]
+
+    def _fit(self, problem: Problem, candidate: Candidate, text: str, limit: int) -> str:
+        """``text`` if the server counts at most ``limit`` tokens in it, else the judge prompt of the candidate's
+        solution cut at its end (in the server's tokens) so that it does."""
+        over = len(self._count(text)) - limit
+        if over <= 0:
+            return text
+        ids = self._count(self.task.step_delimiter.join(candidate.steps), special=False)
+        keep = len(ids) - over
+        for _ in range(8):                       # the seam of the cut can tokenize a little longer than its parts
+            keep = max(0, keep)
+            solution = self.http.post("/detokenize", {"model": self.model, "tokens": ids[:keep]})["prompt"] \
+                if keep else ""
+            cut = self.judge_prompt(problem, dataclasses.replace(candidate, steps=(solution,)))
+            over = len(self._count(cut)) - limit
+            if over <= 0:
+                with self._lock:
+                    self.cut += 1
+                return cut
+            if keep == 0:
+                raise LabError(f"the judge prompt without its solution is {over + limit} tokens, more than the "
+                               f"{limit} that server {self.model}'s context leaves for it: shorten "
+                               f"verifier.template or serve the judge with a longer --max-model-len")
+            keep -= over
+        raise LabError(f"the judge prompt of problem {problem.id} did not fit server {self.model}'s context after "
+                       f"cutting its solution eight times: shorten verifier.template")
 
     def judge_prompt(self, problem: Problem, candidate: Candidate) -> str:
         """The text the judge completes for one candidate."""
@@ -69,8 +126,8 @@ class GenerativeJudge(ServedModel):
     def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         if not candidates:
             return Scores(steps=())
-        body = {"model": self.model, "prompt": [self.judge_prompt(problem, c) for c in candidates],
-                "max_tokens": 1, "temperature": 0.0, "logprobs": self.top_logprobs}
+        body = {"model": self.model, "prompt": self.prompts(problem, candidates),
+                "max_tokens": self.answer_tokens, "temperature": 0.0, "logprobs": self.top_logprobs}
         data = self.http.post("/v1/completions", body)
         out = []
         for choice in sorted(data["choices"], key=lambda c: c.get("index", 0)):

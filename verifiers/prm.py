@@ -106,18 +106,8 @@ class PRMVerifier(ServedModel):
         self.kind = "outcome" if outcome else "process"
         self.cut = 0
         """Candidates cut at the server's context so far (their unread steps scored 0.0)."""
-        self._context: int | None = None
         self._cut_lock = threading.Lock()
         super().__init__(http)
-
-    def context(self) -> int | None:
-        """The server's ``max_model_len`` from its ``/v1/models`` (read once); None when it does not say."""
-        if self._context is None:
-            cards = (self.http.get_json("/v1/models") or {}).get("data") or []
-            lengths = [c.get("max_model_len") for c in cards if c.get("id") == self.model] or \
-                [c.get("max_model_len") for c in cards[:1]]
-            self._context = int(lengths[0]) if lengths and lengths[0] else None
-        return self._context
 
     def render(self, problem: Problem, candidate: Candidate) -> str:
         """The text the PRM reads for one candidate, laid out by ``input_format``."""

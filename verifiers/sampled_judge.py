@@ -48,6 +48,7 @@ class SampledJudge(GenerativeJudge):
             raise LabError(f"verifier.max_tokens={max_tokens!r} must be an integer >= 1")
         super().__init__(task, http, model, model_id, n_params, template, yes_token, no_token, 1, name)
         self.samples, self.temperature, self.max_tokens, self.seed = samples, temperature, max_tokens, seed
+        self.answer_tokens = max_tokens
         self.abstained = 0
         """Candidates none of whose verdicts was yes or no (scored 0.5)."""
         self._count_lock = threading.Lock()
@@ -73,7 +74,7 @@ class SampledJudge(GenerativeJudge):
     def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         if not candidates:
             return Scores(steps=())
-        body = {"model": self.model, "prompt": [self.judge_prompt(problem, c) for c in candidates],
+        body = {"model": self.model, "prompt": self.prompts(problem, candidates),
                 "n": self.samples, "max_tokens": self.max_tokens, "temperature": self.temperature,
                 "seed": derive_seed(self.seed, "verdicts", problem.id)}
         data = self.http.post("/v1/completions", body)

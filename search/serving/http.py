@@ -126,8 +126,24 @@ class ServedModel:
     """Base for a verifier behind a server: ``http`` is the ``Replicas``, built on first use when the constructor got
     a callable instead (a managed server then starts on the first score, and never for a run that does not score)."""
 
+    model: str
+    """The served name the requests ask for (set by the subclass)."""
+
     def __init__(self, http: "Replicas | Callable[[], Replicas]"):
         self._http, self._http_lock = http, threading.Lock()
+        self._context: int | None = None
+        self._context_read = False
+
+    def context(self) -> int | None:
+        """The server's context in tokens (``max_model_len`` of ``model`` in its ``/v1/models``, read once); None
+        when the server does not say."""
+        if not self._context_read:
+            cards = (self.http.get_json("/v1/models") or {}).get("data") or []
+            lengths = [c.get("max_model_len") for c in cards if c.get("id") == self.model] or \
+                [c.get("max_model_len") for c in cards[:1]]
+            self._context = int(lengths[0]) if lengths and lengths[0] else None
+            self._context_read = True
+        return self._context
 
     @property
     def http(self) -> Replicas:
