@@ -151,6 +151,14 @@ def test_stepwise_strategy_with_an_outcome_verifier_stops_with_one_line(tmp_path
     assert "mcts needs a process verifier" in line and "verifier=process_oracle" in line
 
 
+@pytest.mark.parametrize("outcome, kind, name", [("true", "outcome", "orm"), ("false", "process", "prm")])
+def test_a_remote_reward_model_can_be_an_outcome_model(outcome, kind, name):
+    # verifier=orm's twin for a server someone else runs: an ORM is an outcome verifier, whatever serves it
+    cfg = compose(["verifier=prm_remote", *REQUIRED[("verifier", "prm_remote")], f"verifier.outcome={outcome}"])
+    built = build(cfg, "verifier", task=instantiate(cfg.task))
+    assert (built.kind, built.name) == (kind, name)
+
+
 def test_prm_without_a_step_separator_stops_with_one_line(tmp_path):
     line = one_error_line(run_cli("strategy=beam_search", "verifier=prm", "verifier.step_separator=''",
                                   f"hydra.run.dir={tmp_path}"))

@@ -217,8 +217,9 @@ def remote_prm(task: Task, base_urls: Sequence[str], model: str, n_params: int |
                step_separator: str | None = None, step_joiner: str | None = None, positive_label: int = 1,
                revision: str | None = None, api_key: str | None = None, max_concurrency: int = 64,
                timeout_s: float = 120.0, max_retries: int = 4, input_format: str = "prompt",
-               system_prompt: str | None = None, tokenizer: str | None = None) -> PRMVerifier:
-    """A client for PRM servers already running (started with the step pooler for ``step_separator``)."""
+               system_prompt: str | None = None, tokenizer: str | None = None, outcome: bool = False) -> PRMVerifier:
+    """A client for PRM servers already running (started with the step pooler for ``step_separator``);
+    ``outcome``: the served model is an outcome reward model (``PRMVerifier``'s ``outcome``)."""
     if not n_params:
         raise LabError("verifier.n_params is not set: give the reward model's parameter count (the ledger's FLOPs "
                        "formula needs it), e.g. verifier.n_params=7000000000")
@@ -228,6 +229,6 @@ def remote_prm(task: Task, base_urls: Sequence[str], model: str, n_params: int |
     http = Replicas(base_urls, "reward model", model, "verifier", api_key=api_key, max_concurrency=max_concurrency,
                     timeout_s=timeout_s, max_retries=max_retries)
     return PRMVerifier(task, http, model, f"{model}@{revision}" if revision else model, int(n_params),
-                       step_separator, step_joiner, positive_label, input_format=input_format,
-                       system_prompt=system_prompt, tokenizer=tokenizer)
+                       step_separator, step_joiner, positive_label, name="orm" if outcome else "prm",
+                       input_format=input_format, system_prompt=system_prompt, tokenizer=tokenizer, outcome=outcome)
 # pragma: no mutate end
