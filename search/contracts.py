@@ -212,6 +212,10 @@ class Verifier(Protocol):
     def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         """Scores for the candidates, in order. Must not mutate its inputs."""
 
+    # A verifier may also define ``counts() -> dict[str, int]``: what it did that a reader of the run's numbers should
+    # know (a served verifier's candidates cut at its context, undecided verdicts), counted in this process; the run
+    # writes them to summary.json as ``verifier_counts`` and prints the nonzero ones.
+
 
 @dataclass(frozen=True)
 class Selection:

@@ -34,6 +34,10 @@ def print_summary(summary: dict, cfg: DictConfig, out_dir: Path) -> None:
         print(format_table(summary["budgets"], shown))
         if "policy_profile" in summary:
             print("policy: " + "  ".join(f"{k}={v:.3f}" for k, v in summary["policy_profile"].items()))
+    counted = {k: v for k, v in summary.get("verifier_counts", {}).items() if v}
+    if counted:
+        print(f"verifier {summary['verifier_base']}: " + "  ".join(f"{k}={v}" for k, v in counted.items())
+              + " (candidates, counted in this process; docs/outputs-and-tables.md)")
     print(f"records: {out_dir / 'records.jsonl'}\nsummary: {out_dir / 'summary.json'}")
     if (out_dir / "scaling.png").exists():
         print(f"figure:  {out_dir / 'scaling.png'}")

@@ -130,3 +130,23 @@ def with_fake_policy(cfg, **kwargs):
     cfg.policy = fake_policy_config(**kwargs)
     cfg.cache_path = None
     return cfg
+
+
+class LongReader:
+    """The exact outcome oracle that says, as a served verifier's ``counts()`` does, how many candidates it would
+    have cut: those longer than ``limit`` characters."""
+
+    kind, n_params, name = "outcome", 0, "long_reader"
+
+    def __init__(self, task, limit: int = 20):
+        from verifiers.oracle import OutcomeOracle
+
+        self.oracle, self.limit, self.cut, self._lock = OutcomeOracle(task), limit, 0, threading.Lock()
+
+    def score(self, problem, candidates):
+        with self._lock:
+            self.cut += sum(len(c.text) > self.limit for c in candidates)
+        return self.oracle.score(problem, candidates)
+
+    def counts(self):
+        return {"cut": self.cut, "undecided": 0}

@@ -293,3 +293,23 @@ def test_problems_that_only_compute_stay_on_one_thread_and_waiting_ones_run_conc
     assert quick["budgets"] == slow["budgets"]
     key = {r["problem_id"]: {k: v for k, v in r.items() if k != "wall_s"} for r in records(tmp_path / "quick")}
     assert key == {r["problem_id"]: {k: v for k, v in r.items() if k != "wall_s"} for r in records(tmp_path / "slow")}
+
+
+def test_what_the_verifier_counted_is_in_the_summary_and_printed(tmp_path, capsys):
+    # a served PRM or judge counts the candidates it cut at its server's context (and a judge its undecided ones):
+    # the run keeps those counts beside the numbers they qualify and prints the nonzero ones after the table
+    from omegaconf import OmegaConf
+
+    from search.run import print_summary
+
+    cfg = config()
+    OmegaConf.set_struct(cfg, False)
+    cfg.verifier = OmegaConf.create({"_target_": "tests.arith_fakes.LongReader", "limit": 47})
+    summary = run(cfg, tmp_path / "long")
+    long = sum(len(text) > 47 for r in records(tmp_path / "long") for text in r["pool"]["text"])
+    assert 0 < long < 12 * 8 and summary["verifier_counts"] == {"cut": long, "undecided": 0}
+    print_summary(summary, cfg, tmp_path / "long")
+    assert f"verifier long_reader: cut={long} (candidates, counted in this process" in capsys.readouterr().out
+    plain = run(config(), tmp_path / "plain")
+    print_summary(plain, config(), tmp_path / "plain")
+    assert plain["verifier_counts"] == {} and "verifier outcome_oracle:" not in capsys.readouterr().out

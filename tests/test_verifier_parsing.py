@@ -114,7 +114,7 @@ def test_a_judge_prompt_past_the_context_has_its_solution_cut_to_fit():
     j = judge(http, template="P:{prompt}|S:{solution}|ok?")
     assert j.score(PROBLEM, [long, short]).final == pytest.approx((1 / (1 + math.exp(-2.2)),) * 2)
     head = f"P:{PROBLEM.prompt}|S:"
-    assert prompts[1] == f"{head}A:66|ok?" and len(prompts[0]) == 62 and j.cut == 1
+    assert prompts[1] == f"{head}A:66|ok?" and len(prompts[0]) == 62 and j.counts() == {"cut": 1, "undecided": 0}
     assert prompts[0] == head + long.text[:62 - len(head) - 4] + "|ok?"
     assert [b["prompt"] for path, b in bodies if path == "/tokenize"][0] == f"{head}{long.text}|ok?"
     assert not any(path == "/tokenize" and b["prompt"] == prompts[1] for path, b in bodies)
@@ -123,7 +123,7 @@ def test_a_judge_prompt_past_the_context_has_its_solution_cut_to_fit():
     http, _ = scripted(char_server(64, prompts))
     sampled = SampledJudge(TASK, http, "m", "m@1", 1, samples=1, max_tokens=5, template="P:{prompt}|S:{solution}|ok?")
     assert sampled.score(PROBLEM, [long]).final == (1.0,)
-    assert len(prompts[0]) == 64 - 1 - 5 and sampled.cut == 1
+    assert len(prompts[0]) == 64 - 1 - 5 and sampled.counts() == {"cut": 1, "abstained": 0}
 
 
 def test_a_judge_template_longer_than_the_context_is_one_error():
@@ -210,7 +210,7 @@ def test_a_candidate_longer_than_the_prm_context_is_cut_and_its_unread_steps_sco
         "data": [{"index": i, "data": served[i]} for i in (0, 1)], "usage": {"prompt_tokens": 64 + 9}}))
     v = prm(http)
     scores = v.score(PROBLEM, cands)
-    assert scores.steps == ((0.9, 0.7, 0.0), (0.2,)) and scores.tokens == 73 and v.cut == 1
+    assert scores.steps == ((0.9, 0.7, 0.0), (0.2,)) and scores.tokens == 73 and v.counts() == {"cut": 1}
     [(path, body)] = bodies
     assert body["truncate_prompt_tokens"] == -1 and body["truncation_side"] == "right"
     http, _ = scripted(context_of(64, lambda body: {

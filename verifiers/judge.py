@@ -63,6 +63,10 @@ class GenerativeJudge(ServedModel):
         super().__init__(http)
         self._lock = threading.Lock()
 
+    def counts(self) -> dict[str, int]:
+        """``cut`` and ``undecided`` so far (the run writes them to summary.json)."""
+        return {"cut": self.cut, "undecided": self.undecided}
+
     answer_tokens = 1
     """Tokens the server generates after each judge prompt: the prompt may use the context less these."""
 

@@ -109,6 +109,10 @@ class PRMVerifier(ServedModel):
         self._cut_lock = threading.Lock()
         super().__init__(http)
 
+    def counts(self) -> dict[str, int]:
+        """``cut`` so far (the run writes it to summary.json)."""
+        return {"cut": self.cut}
+
     def render(self, problem: Problem, candidate: Candidate) -> str:
         """The text the PRM reads for one candidate, laid out by ``input_format``."""
         if self.input_format == "prompt":

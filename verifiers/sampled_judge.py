@@ -62,6 +62,10 @@ class SampledJudge(GenerativeJudge):
         room = max(0, len(solution) - (len(prompt) - self.max_prompt_chars))
         return self.template.format(prompt=problem.prompt, solution=solution[:room])[: self.max_prompt_chars]
 
+    def counts(self) -> dict[str, int]:
+        """``cut`` and ``abstained`` so far (the run writes them to summary.json)."""
+        return {"cut": self.cut, "abstained": self.abstained}
+
     def verdict(self, text: str, finish_reason: str) -> bool | None:
         """True for yes, False for no, None for anything else."""
         for token, value in ((self.yes, True), (self.no, False)):

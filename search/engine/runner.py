@@ -220,6 +220,7 @@ def run(cfg: DictConfig, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict
         "generation_requests": getattr(policy, "misses", None),
         "generated_tokens": getattr(policy, "generated_tokens", None),
         "cache_hits": getattr(policy, "hits", None),
+        "verifier_counts": dict(base_verifier.counts()) if callable(getattr(base_verifier, "counts", None)) else {},
     }
     if recs and strategy.kind == "pool":
         def summarize(part):
