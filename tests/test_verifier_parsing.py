@@ -126,6 +126,19 @@ def test_a_judge_prompt_past_the_context_has_its_solution_cut_to_fit():
     assert len(prompts[0]) == 64 - 1 - 5 and sampled.counts() == {"cut": 1, "abstained": 0}
 
 
+def test_a_judge_server_without_tokenize_is_one_error_when_a_prompt_must_be_cut():
+    def handler(request):
+        if request.method == "GET":
+            return httpx.Response(200, json={"data": [{"id": "m", "max_model_len": 64}]})
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    http = Replicas(["http://judge.test"], "judge", "m", "verifier", max_retries=0)
+    http.clients = [httpx.Client(base_url="http://judge.test", transport=httpx.MockTransport(handler))]
+    with pytest.raises(LabError, match=r"^judge server of m has no /tokenize, which the judge needs to cut a prompt "
+                                        r"past its context of 64 tokens: serve the judge with vLLM"):
+        judge(http).score(PROBLEM, [cand("17+5=22\n" * 12 + "A:22")])
+
+
 def test_a_judge_template_longer_than_the_context_is_one_error():
     http, _ = scripted(char_server(24, []))
     with pytest.raises(LabError, match=r"the judge prompt without its solution is 28 tokens, more than the 23 that "

@@ -83,8 +83,15 @@ class GenerativeJudge(ServedModel):
         return texts
 
     def _count(self, text: str, special: bool = True) -> list[int]:
-        return self.http.post("/tokenize", {"model": self.model, "prompt": text, "add_special_tokens": special})[
-            "tokens"]
+        try:
+            return self.http.post("/tokenize", {"model": self.model, "prompt": text,
+                                                "add_special_tokens": special})["tokens"]
+        except LabError as err:
+            if "HTTP 404" not in str(err):
+                raise
+            raise LabError(f"judge server of {self.model} has no /tokenize, which the judge needs to cut a prompt past "
+                           f"its context of {self.context()} tokens: serve the judge with vLLM, or give the policy "
+                           f"a smaller max_tokens") from None
 
     def _fit(self, problem: Problem, candidate: Candidate, text: str, limit: int) -> str:
         """``text`` if the server counts at most ``limit`` tokens in it, else the judge prompt of the candidate's
