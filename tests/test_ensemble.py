@@ -5,6 +5,7 @@ import pytest
 
 from search.build import build_task, build_verifier, compose
 from search.contracts import Candidate, LabError, Problem, Scores
+from search.tasks.arith import ArithTask
 from verifiers.ensemble import Ensemble, fit_logistic, fold_of, naive_bayes_em, nb_posterior
 
 
@@ -68,6 +69,20 @@ def test_mean_and_vote_and_the_flops_of_a_mixed_ensemble():
     assert vote.final == (0.5, 0.5)
     # the ledger's 2 x n_params x tokens equals the members' own 2 x 100 x 10 + 2 x 300 x 30 (to one token)
     assert Ensemble(None, [a, b]).n_params * mean.tokens == 100 * 10 + 300 * 30
+
+
+def test_the_members_counts_are_the_ensembles_under_their_names():
+    # a served member that cuts candidates at its context says so through the ensemble, under noise or not
+    from verifiers.noise import Flip
+    from tests.arith_fakes import LongReader
+
+    task = ArithTask()
+    problem = task.problems("eval", 1)[0]
+    a, b = LongReader(task, limit=3), LongReader(task, limit=1)
+    ensemble = Ensemble(task, [a, Flip(b, tpr=0.9, fpr=0.1), Fixed({"abcd": 0.5, "xy": 0.5})])
+    ensemble.score(problem, _cands(["abcd", "xy"]))
+    assert ensemble.counts() == {"0:long_reader.cut": 1, "0:long_reader.undecided": 0,
+                                 "1:long_reader.cut": 2, "1:long_reader.undecided": 0}
 
 
 @pytest.fixture(scope="module")

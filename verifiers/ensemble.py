@@ -152,6 +152,17 @@ class Ensemble:
         """What the rule learned from ``fit_run`` (logistic weights per fold, naive-Bayes rates), once scored."""
         self._lock = threading.Lock()
 
+    def counts(self) -> dict[str, int]:
+        """Every member's ``counts()`` (of the member, or of the verifier under its noise), keyed
+        ``"INDEX:NAME.KEY"``: a served member's candidates cut at its context, say."""
+        out = {}
+        for i, m in enumerate(self.members):
+            inner = m if callable(getattr(m, "counts", None)) else getattr(m, "verifier", None)
+            if callable(getattr(inner, "counts", None)):
+                name = getattr(inner, "name", type(inner).__name__)
+                out.update({f"{i}:{name}.{k}": int(v) for k, v in inner.counts().items()})
+        return out
+
     def member_scores(self, problem: Problem, candidates: Sequence[Candidate]) -> tuple[np.ndarray, int]:
         """(candidates x members final scores, the tokens to charge so that the FLOPs add up)."""
         cols, weighted, plain = [], 0, 0
