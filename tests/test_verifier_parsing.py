@@ -139,6 +139,25 @@ def test_a_judge_server_without_tokenize_is_one_error_when_a_prompt_must_be_cut(
         judge(http).score(PROBLEM, [cand("17+5=22\n" * 12 + "A:22")])
 
 
+def test_a_judge_server_that_does_not_know_the_model_says_so_not_that_it_lacks_tokenize():
+    def handler(request):
+        if request.method == "GET":
+            return httpx.Response(200, json={"data": [{"id": "served-name", "max_model_len": 64}]})
+        return httpx.Response(404, json={"error": {"message": "The model `m` does not exist.", "code": 404}})
+
+    http = Replicas(["http://judge.test"], "judge", "m", "verifier", max_retries=0)
+    http.clients = [httpx.Client(base_url="http://judge.test", transport=httpx.MockTransport(handler))]
+    with pytest.raises(LabError, match=r"does not exist.*check that verifier.model='m' is the server's"):
+        judge(http).score(PROBLEM, [cand("17+5=22\n" * 12 + "A:22")])
+
+
+def test_verdict_tokens_that_fill_the_context_are_one_error():
+    http, _ = scripted(char_server(8, []))
+    with pytest.raises(LabError, match=r"verifier.max_tokens=8 leaves no room for a prompt in server m's context of "
+                                        r"8 tokens"):
+        SampledJudge(TASK, http, "m", "m@1", 1, samples=1, max_tokens=8).score(PROBLEM, [cand("A:1")])
+
+
 def test_a_judge_template_longer_than_the_context_is_one_error():
     http, _ = scripted(char_server(24, []))
     with pytest.raises(LabError, match=r"the judge prompt without its solution is 28 tokens, more than the 23 that "
@@ -216,32 +235,53 @@ def context_of(n, served=None):
 def test_a_candidate_longer_than_the_prm_context_is_cut_and_its_unread_steps_score_zero():
     # the server keeps the first max_model_len tokens (truncate_prompt_tokens=-1, truncation_side=right), so the
     # pooler scores only the separators inside them: the steps it never read score 0.0 (not vouched for), the
-    # tokens charged are the ones it read, and the verifier counts the candidates it cut
+    # tokens charged are the ones it read, and the verifier counts the candidates it cut (candidate 0's 32 bytes can
+    # fill a 32-token context; here they did)
     cands = [cand("17+5=22\n22*3=66\nA:66"), cand("17+5=2")]
     served = {0: [[0.1, 0.9], [0.3, 0.7]], 1: [[0.8, 0.2]]}                # candidate 0: 2 of its 3 separators
-    http, bodies = scripted(context_of(64, lambda body: {
-        "data": [{"index": i, "data": served[i]} for i in (0, 1)], "usage": {"prompt_tokens": 64 + 9}}))
+    http, bodies = scripted(context_of(32, lambda body: {
+        "data": [{"index": i, "data": served[i]} for i in (0, 1)], "usage": {"prompt_tokens": 32 + 9}}))
     v = prm(http)
     scores = v.score(PROBLEM, cands)
-    assert scores.steps == ((0.9, 0.7, 0.0), (0.2,)) and scores.tokens == 73 and v.counts() == {"cut": 1}
+    assert scores.steps == ((0.9, 0.7, 0.0), (0.2,)) and scores.tokens == 41 and v.counts() == {"cut": 1}
     [(path, body)] = bodies
     assert body["truncate_prompt_tokens"] == -1 and body["truncation_side"] == "right"
-    http, _ = scripted(context_of(64, lambda body: {
-        "data": [{"index": i, "data": served[i]} for i in (0, 1)], "usage": {"prompt_tokens": 64 + 9}}))
+    assert len(body["input"][0].encode()) == 32
+    http, _ = scripted(context_of(32, lambda body: {
+        "data": [{"index": i, "data": served[i]} for i in (0, 1)], "usage": {"prompt_tokens": 32 + 9}}))
     assert prm(http, outcome=True).score(PROBLEM, cands).steps == ((0.0,), (0.2,))  # an ORM never read the end
 
 
-@pytest.mark.parametrize("tokens, context", [(40, 64), (64 + 63, 64), (73, None)])
-def test_fewer_step_scores_from_inputs_that_were_not_cut_is_the_pooler_error(tokens, context):
-    # two candidates short of scores but the request's tokens leave room for at most one cut input (each cut input
-    # is exactly max_model_len tokens), or a server whose context cannot be read: a server whose step pooler reads
-    # another token than the separator, not a long candidate
-    served = {"data": [{"index": 0, "data": [[0.1, 0.9]]}, {"index": 1, "data": []}],
+@pytest.mark.parametrize("texts, rows, tokens, context, message", [
+    # two inputs short of scores, but the request's tokens leave room for one cut input (each is exactly 32 long)
+    (["17+5=22\n22*3=66\nA:66", "17+5=22\n22*3=76\nA:76"], [1, 1], 32 + 31, 32, "1 scores for 3 steps"),
+    # room for two, but the 16-byte input short of its one score cannot have filled 32 tokens
+    (["17+5=22\n22*3=66\nA:66", "17+5=2"], [3, 0], 32 + 32, 32, "0 scores for 1 steps"),
+    # a server whose context cannot be read
+    (["17+5=22\n22*3=66\nA:66"], [1], 73, None, "1 scores for 3 steps"),
+])
+def test_fewer_step_scores_from_inputs_that_were_not_cut_is_the_pooler_error(texts, rows, tokens, context, message):
+    # a server whose step pooler reads another token than the separator, not a long candidate
+    served = {"data": [{"index": i, "data": [[0.1, 0.9]] * n} for i, n in enumerate(rows)],
               "usage": {"prompt_tokens": tokens}}
     answer = context_of(context, lambda body: served) if context else (lambda path, body: served if body else {})
     http, _ = scripted(answer)
-    with pytest.raises(LabError, match=r"returned 1 scores for 3 steps; start its server with the step pooler"):
-        prm(http).score(PROBLEM, [cand("17+5=22\n22*3=66\nA:66"), cand("17+5=2")])
+    with pytest.raises(LabError, match=rf"returned {message}; start its server with the step pooler"):
+        prm(http).score(PROBLEM, [cand(t) for t in texts])
+
+
+def test_a_context_read_that_failed_is_asked_again():
+    # a 503 on the first /v1/models is not the server saying it has no context: the next call asks again
+    answers = iter([httpx.Response(503, json={"error": "busy"}),
+                    httpx.Response(200, json={"data": [{"id": "prm", "max_model_len": 32}]})])
+
+    def handler(request):
+        return next(answers)
+
+    http = Replicas(["http://prm.test"], "reward model", "prm", "verifier", max_retries=0)
+    http.clients = [httpx.Client(base_url="http://prm.test", transport=httpx.MockTransport(handler))]
+    v = prm(http)
+    assert v.context() is None and v.context() == 32 and v.context() == 32      # the third call sends nothing
 
 
 def test_prm_input_formats_lay_out_the_question_and_the_steps(tmp_path):

@@ -23,11 +23,7 @@ import threading
 from typing import Sequence
 
 from search.contracts import Candidate, LabError, Problem, Scores, Task
-from search.serving.http import Replicas, ServedModel
-
-SPECIAL_TOKENS = 8
-"""Tokens a tokenizer may add to a prompt beyond one per UTF-8 byte (BOS and the like): a prompt of fewer bytes than
-the context less these cannot exceed it, and is sent without asking the server to count it."""
+from search.serving.http import SPECIAL_TOKENS, Replicas, ServedModel
 
 INSTRUCT_TEMPLATE = ("Problem:\n{prompt}\n\nProposed solution:\n{solution}\n\n"
                      "Is the proposed solution correct? Answer yes or no.\nAnswer:")
@@ -77,6 +73,9 @@ class GenerativeJudge(ServedModel):
         if not context:                          # a server that does not say: sent as they are
             return texts
         limit = context - self.answer_tokens
+        if limit < 1:
+            raise LabError(f"verifier.max_tokens={self.answer_tokens} leaves no room for a prompt in server "
+                           f"{self.model}'s context of {context} tokens: ask for fewer verdict tokens")
         for i, text in enumerate(texts):
             if len(text.encode()) + SPECIAL_TOKENS > limit:
                 texts[i] = self._fit(problem, candidates[i], text, limit)
@@ -87,7 +86,7 @@ class GenerativeJudge(ServedModel):
             return self.http.post("/tokenize", {"model": self.model, "prompt": text,
                                                 "add_special_tokens": special})["tokens"]
         except LabError as err:
-            if "HTTP 404" not in str(err):
+            if "HTTP 404" not in str(err) or "does not exist" in str(err):     # vLLM's answer to a wrong model name
                 raise
             raise LabError(f"judge server of {self.model} has no /tokenize, which the judge needs to cut a prompt past "
                            f"its context of {self.context()} tokens: serve the judge with vLLM, or give the policy "

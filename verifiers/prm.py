@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 
 from search.serving import checkpoint as ckpt
 from search.contracts import Candidate, LabError, Problem, Scores, Task
-from search.serving.http import Replicas, ServedModel
+from search.serving.http import SPECIAL_TOKENS, Replicas, ServedModel
 from search.serving.vllm_server import TINY_SERVER_ARGS, TINY_SERVER_ENV, get_server, server_env
 
 
@@ -152,8 +152,10 @@ class PRMVerifier(ServedModel):
             over = [(i, len(item["data"])) for i, item in items if len(item["data"]) > len(candidates[i].steps)]
             context = self.context() if short else None
             room = tokens // context if context else 0      # inputs that can have been cut: each is context long
-            if over or len(short) > room:
-                i, got = (over or short)[0]
+            uncut = [(i, got) for i, got in short          # too short in bytes to have filled the context
+                     if not context or len(body["input"][scored.index(i)].encode()) + SPECIAL_TOKENS < context]
+            if over or uncut or len(short) > room:
+                i, got = (over or uncut or short)[0]
                 raise LabError(
                     f"reward model {self.model} returned {got} scores for {len(candidates[i].steps)} steps; start its "
                     f"server with the step pooler for step_separator={self.step_separator!r} (--pooler-config "

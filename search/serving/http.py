@@ -112,7 +112,8 @@ class Replicas:
     def get_json(self, path: str, timeout_s: float = 5.0) -> dict | None:
         """GET ``path`` from the first replica; None when it cannot be read (for optional facts like /version)."""
         try:
-            return self.clients[0].get(path, timeout=timeout_s).json()
+            resp = self.clients[0].get(path, timeout=timeout_s)
+            return resp.json() if resp.status_code == 200 else None
         except Exception:  # noqa: BLE001 - an optional fact that cannot be read is recorded as missing
             return None
 
@@ -120,6 +121,11 @@ class Replicas:
         """Close every replica's connections."""
         for client in self.clients:
             client.close()
+
+
+SPECIAL_TOKENS = 8
+"""Tokens a tokenizer may add to a text beyond one per UTF-8 byte (BOS and the like): a text of fewer bytes than a
+context less these cannot fill it (a served verifier asks the server to count only texts that could)."""
 
 
 class ServedModel:
@@ -133,17 +139,23 @@ class ServedModel:
         self._http, self._http_lock = http, threading.Lock()
         self._context: int | None = None
         self._context_read = False
+        self._context_lock = threading.Lock()
 
     def context(self) -> int | None:
-        """The server's context in tokens (``max_model_len`` of ``model`` in its ``/v1/models``, read once); None
-        when the server does not say."""
-        if not self._context_read:
-            cards = (self.http.get_json("/v1/models") or {}).get("data") or []
-            lengths = [c.get("max_model_len") for c in cards if c.get("id") == self.model] or \
-                [c.get("max_model_len") for c in cards[:1]]
-            self._context = int(lengths[0]) if lengths and lengths[0] else None
-            self._context_read = True
-        return self._context
+        """The server's context in tokens (``max_model_len`` of ``model`` in its ``/v1/models``); None when the server
+        does not say. Kept once the server has answered; a failed read (a timeout, a 503) is asked again next time."""
+        http = self.http
+        with self._context_lock:
+            if not self._context_read:
+                answer = http.get_json("/v1/models")
+                if not isinstance(answer, dict):
+                    return None
+                cards = answer.get("data") or []
+                lengths = [c.get("max_model_len") for c in cards if c.get("id") == self.model] or \
+                    [c.get("max_model_len") for c in cards[:1]]
+                self._context = int(lengths[0]) if lengths and lengths[0] else None
+                self._context_read = True
+            return self._context
 
     @property
     def http(self) -> Replicas:
