@@ -147,20 +147,22 @@ class PRMVerifier(ServedModel):
                     "truncate_prompt_tokens": -1, "truncation_side": "right"}
             data = self.http.post("/pooling", body)
             tokens = int((data.get("usage") or {}).get("prompt_tokens") or 0)
-            items = list(zip(scored, sorted(data["data"], key=lambda d: d.get("index", 0))))
-            short = [(i, len(item["data"])) for i, item in items if len(item["data"]) < len(candidates[i].steps)]
-            over = [(i, len(item["data"])) for i, item in items if len(item["data"]) > len(candidates[i].steps)]
+            items = list(zip(scored, body["input"], sorted(data["data"], key=lambda d: d.get("index", 0))))
+            short = [(i, text, len(item["data"])) for i, text, item in items
+                     if len(item["data"]) < len(candidates[i].steps)]
+            over = [(i, text, len(item["data"])) for i, text, item in items
+                    if len(item["data"]) > len(candidates[i].steps)]
             context = self.context() if short else None
             room = tokens // context if context else 0      # inputs that can have been cut: each is context long
-            uncut = [(i, got) for i, got in short          # too short in bytes to have filled the context
-                     if not context or len(body["input"][scored.index(i)].encode()) + SPECIAL_TOKENS < context]
+            uncut = [s for s in short                       # too short in bytes to have filled the context
+                     if not context or len(s[1].encode()) + SPECIAL_TOKENS < context]
             if over or uncut or len(short) > room:
-                i, got = (over or uncut or short)[0]
+                i, _, got = (over or uncut or short)[0]
                 raise LabError(
                     f"reward model {self.model} returned {got} scores for {len(candidates[i].steps)} steps; start its "
                     f"server with the step pooler for step_separator={self.step_separator!r} (--pooler-config "
                     f"'{{\"tok_pooling_type\": \"STEP\", \"step_tag_id\": ID}}')")
-            for i, item in items:
+            for i, _, item in items:
                 read = tuple(min(1.0, max(0.0, float(p[self.positive_label]))) for p in item["data"])
                 rows[i] = read + (0.0,) * (len(candidates[i].steps) - len(read))
             if short:
