@@ -48,7 +48,6 @@ class SampledJudge(GenerativeJudge):
             raise LabError(f"verifier.max_tokens={max_tokens!r} must be an integer >= 1")
         super().__init__(task, http, model, model_id, n_params, template, yes_token, no_token, 1, name)
         self.samples, self.temperature, self.max_tokens, self.seed = samples, temperature, max_tokens, seed
-        self.answer_tokens = max_tokens
         self.abstained = 0
         """Candidates none of whose verdicts was yes or no (scored 0.5)."""
         self._count_lock = threading.Lock()
@@ -61,6 +60,11 @@ class SampledJudge(GenerativeJudge):
         solution = self.task.step_delimiter.join(candidate.steps)
         room = max(0, len(solution) - (len(prompt) - self.max_prompt_chars))
         return self.template.format(prompt=problem.prompt, solution=solution[:room])[: self.max_prompt_chars]
+
+    @property
+    def answer_tokens(self) -> int:
+        """Tokens the server generates after each judge prompt: ``max_tokens`` per verdict."""
+        return self.max_tokens
 
     def counts(self) -> dict[str, int]:
         """``cut`` and ``abstained`` so far (the run writes them to summary.json)."""
