@@ -284,6 +284,26 @@ def test_a_context_read_that_failed_is_asked_again():
     assert v.context() is None and v.context() == 32 and v.context() == 32      # the third call sends nothing
 
 
+def test_a_server_without_a_model_list_is_asked_once():
+    # an OpenAI-compatible server with no /v1/models (404) has answered: the judge does not ask again on every call
+    asked = []
+
+    def handler(request):
+        if request.method == "GET":
+            asked.append(request.url.path)
+            return httpx.Response(404, json={"detail": "Not Found"})
+        body = json.loads(request.content)
+        return httpx.Response(200, json={"choices": [{"index": i, "logprobs": {"top_logprobs": [{" yes": -0.1}]}}
+                                                     for i in range(len(body["prompt"]))], "usage": {}})
+
+    http = Replicas(["http://judge.test"], "judge", "m", "verifier", max_retries=0)
+    http.clients = [httpx.Client(base_url="http://judge.test", transport=httpx.MockTransport(handler))]
+    j = judge(http)
+    for _ in range(3):
+        assert j.score(PROBLEM, [cand("A:66")]).final == (1.0,)
+    assert asked == ["/v1/models"] and j.context() is None
+
+
 def test_prm_input_formats_lay_out_the_question_and_the_steps(tmp_path):
     """question: the problem as written, a space, the steps (Math-Shepherd); chat: the tokenizer's chat template
     over system, user and assistant turns (Qwen2.5-Math-PRM); a tokenizer without a template is one error."""

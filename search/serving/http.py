@@ -109,13 +109,24 @@ class Replicas:
         raise LabError(f"{self.what} server {url} failed after {tries} {'try' if tries == 1 else 'tries'} ({last}); "
                        f"is the server running? check {self.config_key}.base_urls")
 
-    def get_json(self, path: str, timeout_s: float = 5.0) -> dict | None:
-        """GET ``path`` from the first replica; None when it cannot be read (for optional facts like /version)."""
+    def ask(self, path: str, timeout_s: float = 5.0) -> tuple[bool, dict | None]:
+        """(answered, JSON) of a GET of ``path`` on the first replica, for optional facts: ``answered`` is False when
+        asking again later may tell more (no connection, a timeout, a status ``post`` would retry); the JSON is None
+        unless the answer is a 200 with a JSON body."""
         try:
             resp = self.clients[0].get(path, timeout=timeout_s)
-            return resp.json() if resp.status_code == 200 else None
-        except Exception:  # noqa: BLE001 - an optional fact that cannot be read is recorded as missing
-            return None
+        except Exception:  # noqa: BLE001 - an optional fact that cannot be read now is recorded as missing
+            return False, None
+        if resp.status_code in RETRY_STATUS:
+            return False, None
+        try:
+            return True, (resp.json() if resp.status_code == 200 else None)
+        except ValueError:                     # a 200 whose body is not JSON: an answer that says nothing
+            return True, None
+
+    def get_json(self, path: str, timeout_s: float = 5.0) -> dict | None:
+        """GET ``path`` from the first replica; None when it cannot be read (for optional facts like /version)."""
+        return self.ask(path, timeout_s)[1]
 
     def close(self) -> None:
         """Close every replica's connections."""
@@ -143,14 +154,15 @@ class ServedModel:
 
     def context(self) -> int | None:
         """The server's context in tokens (``max_model_len`` of ``model`` in its ``/v1/models``); None when the server
-        does not say. Kept once the server has answered; a failed read (a timeout, a 503) is asked again next time."""
+        does not say. Kept once the server has answered (a 404 too); a transient failure (no connection, a timeout, a
+        status Replicas retries) is asked again next time."""
         http = self.http
         with self._context_lock:
             if not self._context_read:
-                answer = http.get_json("/v1/models")
-                if not isinstance(answer, dict):
+                answered, answer = http.ask("/v1/models")
+                if not answered:
                     return None
-                cards = answer.get("data") or []
+                cards = (answer.get("data") if isinstance(answer, dict) else None) or []
                 lengths = [c.get("max_model_len") for c in cards if c.get("id") == self.model] or \
                     [c.get("max_model_len") for c in cards[:1]]
                 self._context = int(lengths[0]) if lengths and lengths[0] else None
